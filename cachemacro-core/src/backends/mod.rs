@@ -1,0 +1,7 @@
+//! The backends that ship with cachemacro.
+
+mod null;
+mod simple;
+
+pub use null::NullBackend;
+pub use simple::{SimpleBackend, DEFAULT_THRESHOLD};

@@ -1,0 +1,207 @@
+//! [`CacheBuilder`]: choosing and tuning a backend in code.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backends::{NullBackend, SimpleBackend, DEFAULT_THRESHOLD};
+use crate::{Backend, Cache, CacheConfig, Error};
+
+/// Flask's `CACHE_DEFAULT_TIMEOUT` default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Builds a [`Cache`]; from [`Cache::builder`].
+///
+/// ```
+/// use cachemacro_core::Cache;
+/// use std::time::Duration;
+///
+/// let cache = Cache::builder()
+///     .simple()
+///     .threshold(10_000)
+///     .default_timeout(Duration::from_secs(60))
+///     .build()?;
+/// # Ok::<(), cachemacro_core::Error>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct CacheBuilder {
+    kind: Kind,
+    key_prefix: String,
+    default_timeout: Duration,
+    threshold: usize,
+    servers: Vec<String>,
+    credentials: Option<(String, String)>,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Simple,
+    Null,
+    Memcached,
+    Other(&'static str),
+    Custom(Arc<dyn Backend>),
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            kind: Kind::Simple,
+            key_prefix: String::new(),
+            default_timeout: DEFAULT_TIMEOUT,
+            threshold: DEFAULT_THRESHOLD,
+            servers: Vec::new(),
+            credentials: None,
+        }
+    }
+}
+
+impl fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Simple => "simple",
+            Kind::Null => "null",
+            Kind::Memcached => "memcached",
+            Kind::Other(name) => name,
+            Kind::Custom(b) => b.name(),
+        };
+        f.debug_struct("CacheBuilder")
+            .field("kind", &kind)
+            .field("key_prefix", &self.key_prefix)
+            .field("default_timeout", &self.default_timeout)
+            .field("threshold", &self.threshold)
+            .field("servers", &self.servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheBuilder {
+    /// The in-process backend (the default).
+    pub fn simple(mut self) -> Self {
+        self.kind = Kind::Simple;
+        self
+    }
+
+    /// A backend that caches nothing.
+    pub fn null(mut self) -> Self {
+        self.kind = Kind::Null;
+        self
+    }
+
+    /// memcached on these `host:port` servers.
+    pub fn memcached<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.kind = Kind::Memcached;
+        self.servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// SASL PLAIN credentials for memcached.
+    pub fn sasl(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some((username.into(), password.into()));
+        self
+    }
+
+    /// Any [`Backend`], e.g. one of your own.
+    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.kind = Kind::Custom(backend);
+        self
+    }
+
+    /// Prepended to every key on shared backends (ignored in process, where nothing is
+    /// shared).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// The lifetime of entries written with [`Timeout::Default`](crate::Timeout::Default);
+    /// `Duration::ZERO` = never expire. Default: 300 s.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// The most entries the in-process and filesystem backends keep. Default: 500.
+    pub fn threshold(mut self, threshold: usize) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// A builder set up from a [`CacheConfig`].
+    pub fn from_config(config: CacheConfig) -> Result<CacheBuilder, Error> {
+        let mut b = CacheBuilder::default();
+        if let Some(secs) = config.cache_default_timeout {
+            b = b.default_timeout(Duration::from_secs(secs));
+        }
+        if let Some(t) = config.cache_threshold {
+            b = b.threshold(t);
+        }
+        if let Some(p) = config.cache_key_prefix {
+            b = b.key_prefix(p);
+        }
+        let kind = config
+            .cache_type
+            .as_deref()
+            .unwrap_or("simple")
+            .trim()
+            .to_ascii_lowercase();
+        b.kind = match kind.as_str() {
+            "simple" => Kind::Simple,
+            "null" => Kind::Null,
+            "memcached" | "saslmemcached" | "spreadsaslmemcached" => {
+                let servers = config.cache_memcached_servers.unwrap_or_default();
+                if servers.is_empty() {
+                    return Err(Error::config(
+                        "CACHE_MEMCACHED_SERVERS",
+                        format!("CACHE_TYPE={kind} needs at least one host:port"),
+                    ));
+                }
+                b.servers = servers;
+                if let Some(user) = config.cache_memcached_username {
+                    b.credentials =
+                        Some((user, config.cache_memcached_password.unwrap_or_default()));
+                }
+                Kind::Memcached
+            }
+            "redis" => Kind::Other("redis"),
+            "filesystem" => Kind::Other("filesystem"),
+            other => {
+                return Err(Error::config(
+                    "CACHE_TYPE",
+                    format!(
+                        "unknown cache type {other:?}; expected one of null, simple, filesystem, \
+                         memcached, saslmemcached, spreadsaslmemcached, redis"
+                    ),
+                ))
+            }
+        };
+        Ok(b)
+    }
+
+    /// The cache.
+    pub fn build(self) -> Result<Cache, Error> {
+        let timeout = (!self.default_timeout.is_zero()).then_some(self.default_timeout);
+        match self.kind {
+            Kind::Simple => Ok(Cache::assemble(
+                Arc::new(SimpleBackend::new(self.threshold)),
+                timeout,
+                true,
+            )),
+            // Caches nothing, so concurrent calls are not merged either.
+            Kind::Null => Ok(Cache::assemble(Arc::new(NullBackend), timeout, false)),
+            Kind::Custom(backend) => Ok(Cache::assemble(backend, timeout, true)),
+            Kind::Memcached => Err(Error::config(
+                "CACHE_TYPE",
+                "memcached is not available in this build of cachemacro",
+            )),
+            Kind::Other(name) => Err(Error::config(
+                "CACHE_TYPE",
+                format!("{name} is not available in this build of cachemacro"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The runtime of [cachemacro](https://docs.rs/cachemacro): [`Cache`], the [`Backend`] seam,
+//! the shipped backends, keys and function versions.
+//!
+//! Most users depend on the `cachemacro` facade, which re-exports this crate and adds the
+//! `#[memoize]` and `#[cached]` attributes.
+//!
+//! ```
+//! use cachemacro_core::Cache;
+//!
+//! let cache = Cache::builder().simple().threshold(100).build()?;
+//! cache.set("answer", &42u32, 0)?; // 0 = never expires
+//! assert_eq!(cache.get::<u32>("answer")?, Some(42));
+//! assert!(!cache.add("answer", &7u32, 0)?);
+//! # Ok::<(), cachemacro_core::Error>(())
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+
+mod backend;
+pub mod backends;
+mod builder;
+mod cache;
+mod config;
+mod error;
+mod flight;
+mod global;
+pub mod keys;
+pub mod memo;
+mod stats;
+mod timeout;
+mod value;
+
+pub use backend::Backend;
+pub use builder::{CacheBuilder, DEFAULT_TIMEOUT};
+pub use cache::Cache;
+pub use config::CacheConfig;
+pub use error::Error;
+pub use global::{cache, init};
+pub use keys::make_template_fragment_key;
+pub use stats::Stats;
+pub use timeout::Timeout;
+pub use value::{Object, Value};

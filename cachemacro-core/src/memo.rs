@@ -1,0 +1,362 @@
+//! What `#[memoize]` and `#[cached]` expand to at run time.
+//!
+//! # Versions
+//!
+//! Each memoized function has a version: a random non-zero 64-bit number stored, without
+//! expiry, under its [`Identity::version_key`](crate::keys::Identity::version_key) in the
+//! backend, so every process sharing the backend sees the same one. Values are written tagged
+//! with the version current when the call started, and a hit requires the tag to equal the
+//! version read *in the same backend request* ([`Backend::get_pair`](crate::Backend::get_pair)).
+//! So:
+//!
+//! * a hit is one request for two keys, and entries still spread over servers by their own
+//!   key (the version is not part of the value key);
+//! * `delete_memoized_all` writes a new version: every process misses from its next call on,
+//!   and a computation that started under the old version can only write an entry that is
+//!   never served;
+//! * a missing version (first call, evicted, expired, deleted) is created with `add` and read
+//!   back when `add` loses, so concurrent first callers agree on one version; a recreated
+//!   version is a fresh random number, so entries written under the lost one are never served.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::flight::{Flights, Join, Leader};
+use crate::stats::Counter;
+use crate::{Cache, Error, Timeout, Value};
+
+/// How a function's return type maps to what is cached.
+pub trait Shape {
+    /// The function's return type.
+    type Out;
+    /// The type stored in the cache.
+    type Stored: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    /// The part of `out` to cache, if any (`Ok` of a `Result`, `Some` of an `Option`).
+    fn stored(out: &Self::Out) -> Option<&Self::Stored>;
+    /// The return value for a cached value.
+    fn rebuild(stored: Self::Stored) -> Self::Out;
+}
+
+/// Any return type, cached as it is.
+pub struct Plain<T>(PhantomData<fn() -> T>);
+/// `Result<T, E>`: only `Ok` values are cached.
+pub struct OkOnly<T, E>(PhantomData<fn() -> (T, E)>);
+/// `Option<T>`: only `Some` values are cached (use [`Plain`] to cache `None` too).
+pub struct SomeOnly<T>(PhantomData<fn() -> T>);
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for Plain<T> {
+    type Out = T;
+    type Stored = T;
+    fn stored(out: &T) -> Option<&T> {
+        Some(out)
+    }
+    fn rebuild(stored: T) -> T {
+        stored
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static, E> Shape for OkOnly<T, E> {
+    type Out = Result<T, E>;
+    type Stored = T;
+    fn stored(out: &Result<T, E>) -> Option<&T> {
+        out.as_ref().ok()
+    }
+    fn rebuild(stored: T) -> Result<T, E> {
+        Ok(stored)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for SomeOnly<T> {
+    type Out = Option<T>;
+    type Stored = T;
+    fn stored(out: &Option<T>) -> Option<&T> {
+        out.as_ref()
+    }
+    fn rebuild(stored: T) -> Option<T> {
+        Some(stored)
+    }
+}
+
+/// The per-call options of a decorated function.
+pub struct Spec<S: Shape> {
+    /// How long results live.
+    pub timeout: Timeout,
+    /// Recompute and overwrite instead of reading.
+    pub forced_update: bool,
+    /// `false` = do not cache this result.
+    pub response_filter: Option<fn(&S::Stored) -> bool>,
+}
+
+enum Lookup<T, M = Option<u64>> {
+    Hit(T),
+    /// Nothing usable; by default, the function version read, if any.
+    Miss(M),
+    /// The backend failed: run the body and leave the cache alone.
+    Down,
+}
+
+fn lookup<T>(cache: &Cache, version_key: Option<&str>, key: &str, forced: bool) -> Lookup<T>
+where
+    T: DeserializeOwned + Clone + 'static,
+{
+    let backend = cache.backend();
+    let read = match (version_key, forced) {
+        (Some(vk), false) => backend.get_pair(vk, key),
+        (Some(vk), true) => backend.get(vk).map(|v| (v, None)),
+        (None, false) => backend.get(key).map(|v| (None, v)),
+        (None, true) => Ok((None, None)),
+    };
+    let (version, value) = match read {
+        Ok(pair) => pair,
+        Err(e) => {
+            cache.swallow(key, "read", &e);
+            return Lookup::Down;
+        }
+    };
+    let version = version.and_then(|v| v.as_i64()).map(|v| v as u64);
+    if let Some(value) = value {
+        if version_key.is_none() || (version.is_some() && value.version() == version) {
+            if let Some(v) = cache.unwrap_value(key, Some(value)) {
+                cache.count(Counter::Hit);
+                tracing::debug!(target: "cachemacro", key, "hit");
+                return Lookup::Hit(v);
+            }
+        }
+    }
+    cache.count(Counter::Miss);
+    tracing::debug!(target: "cachemacro", key, "miss");
+    Lookup::Miss(version)
+}
+
+fn fresh_version() -> u64 {
+    fastrand::u64(1..)
+}
+
+/// The function's current version, created if missing; `None` if the backend failed.
+fn ensure_version(cache: &Cache, version_key: &str) -> Option<u64> {
+    let backend = cache.backend();
+    for _ in 0..3 {
+        let fresh = fresh_version();
+        let read = match backend.add(version_key, Value::int(fresh as i64), None) {
+            Ok(true) => {
+                tracing::debug!(target: "cachemacro", key = version_key, version = fresh, "new version");
+                return Some(fresh);
+            }
+            // Another writer won: use its version.
+            Ok(false) => backend.get(version_key),
+            Err(e) => Err(e),
+        };
+        match read.map(|v| v.map(|v| v.as_i64())) {
+            Ok(Some(Some(v))) => return Some(v as u64),
+            // Not a number: whatever wrote it, a new version invalidates safely.
+            Ok(Some(None)) => return replace_version(cache, version_key).ok(),
+            // Gone again between `add` and `get` (evicted, deleted): retry.
+            Ok(None) => continue,
+            Err(e) => {
+                cache.swallow(version_key, "version read", &e);
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Writes a new version for the function: every entry written before is stale everywhere.
+pub fn replace_version(cache: &Cache, version_key: &str) -> Result<u64, Error> {
+    let fresh = fresh_version();
+    cache
+        .backend()
+        .set(version_key, Value::int(fresh as i64), None)
+        .inspect_err(|_| cache.count(Counter::Error))?;
+    cache.count(Counter::Delete);
+    tracing::debug!(target: "cachemacro", key = version_key, version = fresh, "invalidate all");
+    Ok(fresh)
+}
+
+/// Writes the cacheable part of `out`; returns the value as stored, for waiting callers.
+fn store<S: Shape>(
+    cache: &Cache,
+    key: &str,
+    version: Option<u64>,
+    spec: &Spec<S>,
+    out: &S::Out,
+) -> Option<Value> {
+    let stored = S::stored(out)?;
+    if spec.response_filter.is_some_and(|keep| !keep(stored)) {
+        return None;
+    }
+    let value = match cache.wrap(stored, version) {
+        Ok(v) => v,
+        Err(e) => {
+            cache.swallow(key, "encode", &e);
+            return None;
+        }
+    };
+    match cache
+        .backend()
+        .set(key, value.clone(), cache.ttl(spec.timeout))
+    {
+        Ok(()) => {
+            cache.count(Counter::Set);
+            tracing::debug!(target: "cachemacro", key, "set");
+        }
+        Err(e) => cache.swallow(key, "write", &e),
+    }
+    Some(value)
+}
+
+/// After a miss: the version to write under, or `None` to run uncached.
+fn version_for(
+    cache: &Cache,
+    version_key: Option<&str>,
+    read: Option<u64>,
+) -> Result<Option<u64>, ()> {
+    match (version_key, read) {
+        (Some(vk), None) => ensure_version(cache, vk).map(Some).ok_or(()),
+        (_, v) => Ok(v),
+    }
+}
+
+fn followed<S: Shape>(cache: &Cache, key: &str, result: Option<Value>) -> Option<S::Out> {
+    let v = cache.unwrap_value::<S::Stored>(key, result)?;
+    cache.count(Counter::Hit);
+    tracing::debug!(target: "cachemacro", key, "hit (waited for a concurrent call)");
+    Some(S::rebuild(v))
+}
+
+/// The body of a synchronous `#[memoize]` (`version_key` set) or `#[cached]` (`None`)
+/// function.
+pub fn run_sync<S: Shape>(
+    cache: &Cache,
+    version_key: Option<&str>,
+    key: &str,
+    spec: &Spec<S>,
+    body: impl FnOnce() -> S::Out,
+) -> S::Out {
+    let read = match lookup::<S::Stored>(cache, version_key, key, spec.forced_update) {
+        Lookup::Hit(v) => return S::rebuild(v),
+        Lookup::Down => return body(),
+        Lookup::Miss(read) => read,
+    };
+    let Ok(version) = version_for(cache, version_key, read) else {
+        return body();
+    };
+    let mut leader = None;
+    if !spec.forced_update && cache.inner.coalesce {
+        match Flights::join(cache, key, version) {
+            Join::Leader(l) => leader = Some(l),
+            Join::Follower(flight) => {
+                if let Some(out) = followed::<S>(cache, key, flight.wait()) {
+                    return out;
+                }
+            }
+        }
+    }
+    let out = body();
+    let stored = store(cache, key, version, spec, &out);
+    if let Some(l) = leader {
+        l.finish(stored);
+    }
+    out
+}
+
+/// The body of an `async` `#[memoize]` or `#[cached]` function: as [`run_sync`], with
+/// backend calls kept off the async runtime's threads.
+pub async fn run_async<S, F>(
+    cache: &Cache,
+    version_key: Option<&'static str>,
+    key: String,
+    spec: Spec<S>,
+    body: F,
+) -> S::Out
+where
+    S: Shape + 'static,
+    F: Future<Output = S::Out>,
+{
+    let forced = spec.forced_update;
+    let k = key.clone();
+    let read = cache
+        .offload(
+            move |c| match lookup::<S::Stored>(c, version_key, &k, forced) {
+                Lookup::Hit(v) => Lookup::Hit(v),
+                Lookup::Miss(read) => {
+                    Lookup::<_, Result<_, ()>>::Miss(version_for(c, version_key, read))
+                }
+                Lookup::Down => Lookup::Down,
+            },
+        )
+        .await;
+    let version = match read {
+        Lookup::Hit(v) => return S::rebuild(v),
+        Lookup::Miss(Ok(version)) => version,
+        Lookup::Miss(Err(())) | Lookup::Down => return body.await,
+    };
+    let mut leader: Option<Leader> = None;
+    if !forced && cache.inner.coalesce {
+        match Flights::join(cache, &key, version) {
+            Join::Leader(l) => leader = Some(l),
+            Join::Follower(flight) => {
+                if let Some(out) = followed::<S>(cache, &key, flight.wait_async().await) {
+                    return out;
+                }
+            }
+        }
+    }
+    let out = body.await;
+    let stored = match S::stored(&out) {
+        Some(stored) if spec.response_filter.is_none_or(|keep| keep(stored)) => {
+            let stored = stored.clone();
+            cache
+                .offload(move |c| {
+                    store::<Plain<S::Stored>>(c, &key, version, &plain(&spec), &stored)
+                })
+                .await
+        }
+        _ => None,
+    };
+    if let Some(l) = leader {
+        l.finish(stored);
+    }
+    out
+}
+
+fn plain<S: Shape>(spec: &Spec<S>) -> Spec<Plain<S::Stored>> {
+    Spec {
+        timeout: spec.timeout,
+        forced_update: spec.forced_update,
+        response_filter: None,
+    }
+}
+
+/// `f_delete_memoized` / `g_delete_cached`: removes one key.
+pub fn delete_key(cache: &Cache, key: &str) -> Result<(), Error> {
+    cache.delete(key).map(drop)
+}
+
+/// Async form of [`delete_key`].
+pub async fn delete_key_async(cache: &Cache, key: String) -> Result<(), Error> {
+    cache.offload(move |c| delete_key(c, &key)).await
+}
+
+/// `f_delete_memoized_all`: replaces the function's version.
+pub fn delete_all(cache: &Cache, version_key: &str) -> Result<(), Error> {
+    replace_version(cache, version_key).map(drop)
+}
+
+/// Async form of [`delete_all`].
+pub async fn delete_all_async(cache: &Cache, version_key: &'static str) -> Result<(), Error> {
+    cache.offload(move |c| delete_all(c, version_key)).await
+}
+
+/// `f_delete_memoized_verhash`: removes the function's version key.
+pub fn delete_version(cache: &Cache, version_key: &str) -> Result<(), Error> {
+    cache.delete(version_key).map(drop)
+}
+
+/// Async form of [`delete_version`].
+pub async fn delete_version_async(cache: &Cache, version_key: &'static str) -> Result<(), Error> {
+    cache.offload(move |c| delete_version(c, version_key)).await
+}

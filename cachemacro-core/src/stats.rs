@@ -1,0 +1,88 @@
+//! Hit, miss, set, delete and error counters.
+//!
+//! Counters are striped over cache-line-padded slots picked per thread, so that two threads
+//! answering hits never write to the same cache line.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Lookups that found a live value.
+    pub hits: u64,
+    /// Lookups that found nothing usable (absent, expired, stale version, undecodable).
+    pub misses: u64,
+    /// Values written.
+    pub sets: u64,
+    /// Keys deleted and functions invalidated.
+    pub deletes: u64,
+    /// Backend failures and values that could not be encoded or decoded.
+    pub errors: u64,
+}
+
+const STRIPES: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe([AtomicU64; 5]);
+
+/// Which counter to bump.
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    Hit = 0,
+    Miss = 1,
+    Set = 2,
+    Delete = 3,
+    Error = 4,
+}
+
+pub(crate) struct Counters {
+    stripes: [Stripe; STRIPES],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            stripes: std::array::from_fn(|_| Stripe::default()),
+        }
+    }
+}
+
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|i| {
+        let mut v = i.get();
+        if v == usize::MAX {
+            v = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            i.set(v);
+        }
+        v
+    })
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let sum = |c: Counter| {
+            self.stripes
+                .iter()
+                .map(|s| s.0[c as usize].load(Ordering::Relaxed))
+                .sum()
+        };
+        Stats {
+            hits: sum(Counter::Hit),
+            misses: sum(Counter::Miss),
+            sets: sum(Counter::Set),
+            deletes: sum(Counter::Delete),
+            errors: sum(Counter::Error),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Values as they cross the [`Backend`](crate::Backend) seam, and their wire format.
+//!
+//! In-process backends keep a [`Value`] as it is (a shared, unserialized object); remote
+//! backends store [`Value::to_bytes`] and hand back [`Value::from_bytes`]. The wire format is
+//!
+//! * an integer written without a version: its ASCII decimal digits, so that server-side
+//!   counters (memcached `incr`, redis `INCRBY`) work on values written with `set`;
+//! * anything else: `[MAGIC, FORMAT, flags]`, then the 8-byte little-endian version when
+//!   `flags & VERSIONED`, then the MessagePack encoding of the value.
+//!
+//! Bytes in any other shape (another format version, a foreign writer, a torn write) decode
+//! to an error, which the cache turns into a miss.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::Serialize;
+
+use crate::Error;
+
+const MAGIC: u8 = 0xC5;
+const FORMAT: u8 = 1;
+const VERSIONED: u8 = 1;
+const HEADER: usize = 3;
+
+/// A value that an in-process backend can keep without serializing it.
+///
+/// Implemented for every `Serialize + Send + Sync + 'static` type.
+pub trait Object: Any + Send + Sync {
+    /// The MessagePack encoding of the value, for backends that need bytes.
+    fn encode(&self) -> Result<Vec<u8>, Error>;
+    /// The value as `Any`, to get the concrete type back.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Serialize + Send + Sync + 'static> Object for T {
+    fn encode(&self) -> Result<Vec<u8>, Error> {
+        rmp_serde::to_vec_named(self).map_err(|e| Error::Codec(e.to_string()))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A cached value, optionally tagged with the function version it was written under.
+///
+/// Cloning is cheap for in-process values (a reference count) and copies the bytes of
+/// remote ones.
+#[derive(Clone)]
+pub struct Value {
+    version: Option<u64>,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Int(i64),
+    Object(Arc<dyn Object>),
+    Bytes(Vec<u8>),
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let repr = match &self.repr {
+            Repr::Int(i) => format!("Int({i})"),
+            Repr::Object(_) => "Object(..)".to_owned(),
+            Repr::Bytes(b) => format!("Bytes({} bytes)", b.len()),
+        };
+        f.debug_struct("Value")
+            .field("version", &self.version)
+            .field("repr", &repr)
+            .finish()
+    }
+}
+
+impl Value {
+    /// A value holding `value` itself, unserialized.
+    pub fn object<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
+        Value {
+            version: None,
+            repr: Repr::Object(Arc::new(value)),
+        }
+    }
+
+    /// An integer value (counters, function versions).
+    pub fn int(value: i64) -> Self {
+        Value {
+            version: None,
+            repr: Repr::Int(value),
+        }
+    }
+
+    /// Bytes read from a remote backend, in the format [`Value::to_bytes`] writes.
+    ///
+    /// Never fails: bytes of an unknown shape are kept and fail in [`Value::decode`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        let version = match bytes.as_slice() {
+            [MAGIC, FORMAT, flags, rest @ ..] if flags & VERSIONED != 0 && rest.len() >= 8 => {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(&rest[..8]);
+                Some(u64::from_le_bytes(v))
+            }
+            _ => None,
+        };
+        Value {
+            version,
+            repr: Repr::Bytes(bytes),
+        }
+    }
+
+    /// The same value tagged with a function version.
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// The function version this value was written under, if any.
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// The bytes a remote backend stores for this value.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        match (&self.repr, self.version) {
+            (Repr::Bytes(b), _) => Ok(b.clone()),
+            (Repr::Int(i), None) => Ok(i.to_string().into_bytes()),
+            (Repr::Int(i), Some(v)) => Ok(frame(Some(v), &rmp_serde::to_vec(i).map_err(codec)?)),
+            (Repr::Object(o), version) => {
+                let payload = o.encode()?;
+                if version.is_none() {
+                    if let Some(i) = msgpack_int(&payload) {
+                        return Ok(i.to_string().into_bytes());
+                    }
+                }
+                Ok(frame(version, &payload))
+            }
+        }
+    }
+
+    /// The value as a `T`.
+    ///
+    /// An in-process value of type `T` is cloned; one of another type goes through its
+    /// MessagePack encoding, exactly as bytes from a remote backend do, so a wrong-type read
+    /// behaves the same on every backend.
+    pub fn decode<T: DeserializeOwned + Clone + 'static>(&self) -> Result<T, Error> {
+        match &self.repr {
+            Repr::Object(o) => match o.as_any().downcast_ref::<T>() {
+                Some(v) => Ok(v.clone()),
+                None => rmp_serde::from_slice(&o.encode()?).map_err(codec),
+            },
+            Repr::Int(i) => decode_int(*i),
+            Repr::Bytes(b) => match b.as_slice() {
+                [MAGIC, FORMAT, flags, rest @ ..] => {
+                    let payload = if flags & VERSIONED != 0 {
+                        rest.get(8..)
+                            .ok_or_else(|| Error::Codec("truncated header".into()))?
+                    } else {
+                        rest
+                    };
+                    rmp_serde::from_slice(payload).map_err(codec)
+                }
+                digits => match parse_decimal(digits) {
+                    Some(i) => decode_int(i),
+                    None => Err(Error::Codec(format!(
+                        "unknown value format ({} bytes, first byte {:#04x})",
+                        b.len(),
+                        b.first().copied().unwrap_or(0)
+                    ))),
+                },
+            },
+        }
+    }
+
+    /// The value as an integer, for `inc`/`dec`; `None` when it is not one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match &self.repr {
+            Repr::Int(i) => Some(*i),
+            Repr::Object(o) => o.encode().ok().and_then(|p| msgpack_int(&p)),
+            Repr::Bytes(b) => parse_decimal(b).or_else(|| self.decode::<i64>().ok()),
+        }
+    }
+}
+
+fn codec(e: impl fmt::Display) -> Error {
+    Error::Codec(e.to_string())
+}
+
+fn frame(version: Option<u64>, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + 8 + payload.len());
+    out.extend_from_slice(&[MAGIC, FORMAT, if version.is_some() { VERSIONED } else { 0 }]);
+    if let Some(v) = version {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+fn decode_int<T: DeserializeOwned>(i: i64) -> Result<T, Error> {
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(i)).map_err(codec)
+}
+
+fn parse_decimal(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// The integer a MessagePack encoding holds, when it is exactly one integer in `i64` range.
+fn msgpack_int(payload: &[u8]) -> Option<i64> {
+    let (&marker, rest) = payload.split_first()?;
+    let be = |n: usize| -> Option<[u8; 8]> {
+        if rest.len() != n {
+            return None;
+        }
+        let mut b = [0u8; 8];
+        b[8 - n..].copy_from_slice(rest);
+        Some(b)
+    };
+    let sign_extend = |n: usize| -> Option<i64> {
+        let shift = 64 - 8 * n as u32;
+        Some((i64::from_be_bytes(be(n)?) << shift) >> shift)
+    };
+    match marker {
+        0x00..=0x7f if rest.is_empty() => Some(i64::from(marker)),
+        0xe0..=0xff if rest.is_empty() => Some(i64::from(marker as i8)),
+        0xcc => Some(u64::from_be_bytes(be(1)?) as i64),
+        0xcd => Some(u64::from_be_bytes(be(2)?) as i64),
+        0xce => Some(u64::from_be_bytes(be(4)?) as i64),
+        0xcf => i64::try_from(u64::from_be_bytes(be(8)?)).ok(),
+        0xd0 => sign_extend(1),
+        0xd1 => sign_extend(2),
+        0xd2 => sign_extend(4),
+        0xd3 => sign_extend(8),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_travel_as_decimal_for_server_side_counters() {
+        for i in [0i64, 1, 127, 128, -1, -33, 70000, i64::MAX, i64::MIN] {
+            let bytes = Value::object(i).to_bytes().unwrap();
+            assert_eq!(bytes, i.to_string().into_bytes());
+            assert_eq!(Value::from_bytes(bytes).decode::<i64>().unwrap(), i);
+        }
+        assert_eq!(Value::object(5u8).to_bytes().unwrap(), b"5");
+    }
+
+    #[test]
+    fn versioned_values_round_trip_with_their_version() {
+        let v = Value::object(vec!["a".to_owned()]).with_version(42);
+        let back = Value::from_bytes(v.to_bytes().unwrap());
+        assert_eq!(back.version(), Some(42));
+        assert_eq!(back.decode::<Vec<String>>().unwrap(), vec!["a".to_owned()]);
+        let n = Value::int(7).with_version(9);
+        let back = Value::from_bytes(n.to_bytes().unwrap());
+        assert_eq!(
+            (back.version(), back.decode::<i64>().unwrap()),
+            (Some(9), 7)
+        );
+    }
+
+    #[test]
+    fn wrong_type_reads_fail_alike_in_memory_and_from_bytes() {
+        let v = Value::object("text".to_owned());
+        let remote = Value::from_bytes(v.to_bytes().unwrap());
+        assert!(v.decode::<u32>().is_err());
+        assert!(remote.decode::<u32>().is_err());
+        assert_eq!(v.decode::<String>().unwrap(), "text");
+        // A u8 read back as u64 works on both, since the encodings agree.
+        assert_eq!(Value::object(3u8).decode::<u64>().unwrap(), 3);
+    }
+
+    #[test]
+    fn hostile_bytes_are_errors_not_panics() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![MAGIC],
+            vec![MAGIC, FORMAT, VERSIONED, 1, 2],
+            vec![MAGIC, FORMAT, 0, 0xdd, 0xff, 0xff, 0xff, 0xff],
+            vec![MAGIC, 99, 0, 1],
+            b"12a".to_vec(),
+            b"-".to_vec(),
+            vec![0xff; 64],
+        ];
+        for bytes in cases {
+            let v = Value::from_bytes(bytes);
+            assert!(v.decode::<Vec<String>>().is_err());
+            let _ = v.as_i64();
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! # cachemacro
+//!
+//! What Flask-Caching gives Flask apps, for Rust: put `#[memoize]` or `#[cached]` on a
+//! function, invalidate one function or one argument set with generated helpers, and choose
+//! the backend in `main`.
+//!
+//! ```
+//! use cachemacro::{cached, memoize};
+//!
+//! #[memoize(timeout = 50)]
+//! fn user_has_membership(user: &str, role: &str) -> bool {
+//!     // an expensive query…
+//!     user == "demo" && role == "admin"
+//! }
+//!
+//! #[cached(timeout = 50, key_prefix = "all_comments")]
+//! fn get_all_comments() -> Vec<String> {
+//!     vec!["first!".to_owned()]
+//! }
+//!
+//! fn main() -> Result<(), cachemacro::Error> {
+//!     cachemacro::init(cachemacro::Cache::from_env()?)?;
+//!     assert!(user_has_membership("demo", "admin")); // computed
+//!     assert!(user_has_membership("demo", "admin")); // from the cache
+//!     user_has_membership_delete_memoized("demo", "admin")?; // this argument set
+//!     user_has_membership_delete_memoized_all()?; // every argument set, every process
+//!     assert_eq!(get_all_comments(), ["first!"]);
+//!     cachemacro::cache().delete("all_comments")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! See the README for the full option list and the Flask-to-Rust mapping.
+#![warn(missing_docs, unreachable_pub)]
+
+pub use cachemacro_core::*;
+pub use cachemacro_derive::{cached, memoize};
+
+/// What generated code calls. Not a stable API: names and signatures change without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use cachemacro_core::keys::{KeyBuf, KeyHasher, Site};
+    pub use cachemacro_core::memo::{
+        delete_all, delete_all_async, delete_key, delete_key_async, delete_version,
+        delete_version_async, run_async, run_sync, OkOnly, Plain, SomeOnly, Spec,
+    };
+    pub use cachemacro_core::{cache, Cache, Error, Timeout};
+}
