@@ -239,7 +239,7 @@ impl Ctx<'_> {
             }
         } else {
             quote! {
-                let __cm_body = move || -> #ret #block;
+                let mut __cm_body = move || -> #ret #block;
                 match __cm_call {
                     ::core::option::Option::None => __cm_body(),
                     ::core::option::Option::Some((__cm_vk, __cm_key)) => {
@@ -396,7 +396,8 @@ impl Ctx<'_> {
         quote! {
             #(#cfgs)*
             #[doc = #doc]
-            #[allow(dead_code)]
+            // Arguments that only the key or `unless` read are unused here.
+            #[allow(dead_code, unused_variables)]
             #vis #sig #block
         }
     }
