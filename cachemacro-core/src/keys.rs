@@ -259,8 +259,12 @@ impl Site {
         let path = match self_ty {
             Some(ty) => format!("{ty}::{}", self.method),
             None => {
-                // `path::to::enclosing_fn::__CmSite` -> `path::to`
-                let enclosing = marker.rsplit_once("::").map_or(marker, |(p, _)| p);
+                // `path::to::enclosing_fn::__CmSite` -> `path::to`; the body of an
+                // `async fn` adds a `{{closure}}` segment after the function's name.
+                let mut enclosing = marker.rsplit_once("::").map_or(marker, |(p, _)| p);
+                while let Some(outer) = enclosing.strip_suffix("::{{closure}}") {
+                    enclosing = outer;
+                }
                 let parent = enclosing.rsplit_once("::").map_or("", |(p, _)| p);
                 format!("{parent}::{}", self.method)
             }
