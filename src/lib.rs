@@ -39,10 +39,10 @@ pub use cachemacro_derive::{cached, memoize};
 /// What generated code calls. Not a stable API: names and signatures change without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use cachemacro_core::keys::{KeyBuf, KeyHasher, Site};
+    pub use cachemacro_core::keys::{KeyHasher, Site};
     pub use cachemacro_core::memo::{
         delete_all, delete_all_async, delete_key, delete_key_async, delete_version,
-        delete_version_async, run_async, run_sync, OkOnly, Plain, SomeOnly, Spec,
+        delete_version_async, run_async, run_sync, Key, OkOnly, Plain, SomeOnly, Spec,
     };
     pub use cachemacro_core::{cache, Cache, Error, Timeout};
 }

@@ -40,7 +40,9 @@ async fn async_memoize_and_helpers() {
     fetch_user_delete_memoized_verhash().await.unwrap();
     fetch_user(1).await.unwrap();
     assert_eq!(FETCH_CALLS.get(), 6);
-    assert!(fetch_user_make_cache_key(1).await.starts_with("async_fns::fetch_user:"));
+    assert!(fetch_user_make_cache_key(1)
+        .await
+        .starts_with("async_fns::fetch_user:"));
     assert_eq!(fetch_user_uncached(1).await.unwrap(), "user1");
     assert_eq!(FETCH_CALLS.get(), 7);
 }
@@ -82,7 +84,9 @@ async fn concurrent_async_misses_wait_without_blocking_the_runtime() {
     assert_eq!(STAMPEDE_CALLS.get(), 1);
 }
 
-async fn futures_join<F: std::future::Future<Output = u32> + Send + 'static>(futs: Vec<F>) -> Vec<u32> {
+async fn futures_join<F: std::future::Future<Output = u32> + Send + 'static>(
+    futs: Vec<F>,
+) -> Vec<u32> {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::new();
     for h in handles {
@@ -133,7 +137,10 @@ struct Slow {
 impl Slow {
     fn note(&self) {
         std::thread::sleep(Duration::from_millis(5));
-        let name = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
         self.threads.lock().unwrap().push(name);
     }
 }
@@ -190,7 +197,8 @@ static SLOW: LazyLock<Arc<Slow>> = LazyLock::new(|| {
         threads: Mutex::new(Vec::new()),
     })
 });
-static SLOW_CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().backend(SLOW.clone()).build().unwrap());
+static SLOW_CACHE: LazyLock<Cache> =
+    LazyLock::new(|| Cache::builder().backend(SLOW.clone()).build().unwrap());
 
 #[memoize(cache = SLOW_CACHE)]
 async fn through_slow_backend(a: u32) -> u32 {

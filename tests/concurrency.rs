@@ -34,7 +34,10 @@ fn no_value_from_a_deleted_version_is_served_after_the_delete_returned() {
                     let floor = completed.load(Ordering::SeqCst);
                     let (slot, seen) = read_generation(i % 300);
                     assert_eq!(slot, i % 300);
-                    assert!(seen >= floor, "served generation {seen} after generation {floor}'s delete returned");
+                    assert!(
+                        seen >= floor,
+                        "served generation {seen} after generation {floor}'s delete returned"
+                    );
                     calls += 1;
                     i = i.wrapping_add(7);
                 }

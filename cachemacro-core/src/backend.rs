@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::backends::SimpleBackend;
 use crate::{Error, Value};
 
 /// A storage backend: what `simple`, `null`, memcached, redis and the filesystem implement,
@@ -38,6 +39,13 @@ pub trait Backend: Send + Sync + 'static {
     /// unserialized objects ([`Value::object`]). Default: `false`, values arrive encoded.
     fn keeps_objects(&self) -> bool {
         false
+    }
+
+    /// The in-process [`SimpleBackend`] behind this backend, if it is one: memoized hits then
+    /// take a path that builds no key string. Leave the default (`None`) in other backends.
+    #[doc(hidden)]
+    fn as_simple(&self) -> Option<&SimpleBackend> {
+        None
     }
 
     /// The live value at `key`. Cost: one round trip.

@@ -186,10 +186,9 @@ impl CacheBuilder {
     pub fn build(self) -> Result<Cache, Error> {
         let timeout = (!self.default_timeout.is_zero()).then_some(self.default_timeout);
         match self.kind {
-            Kind::Simple => Ok(Cache::assemble(
+            Kind::Simple => Ok(Cache::assemble_simple(
                 Arc::new(SimpleBackend::new(self.threshold)),
                 timeout,
-                true,
             )),
             // Caches nothing, so concurrent calls are not merged either.
             Kind::Null => Ok(Cache::assemble(Arc::new(NullBackend), timeout, false)),

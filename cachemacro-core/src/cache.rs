@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backends::SimpleBackend;
 use crate::flight::Flights;
 use crate::stats::{Counter, Counters};
 use crate::{Backend, CacheBuilder, CacheConfig, Error, Stats, Timeout, Value};
@@ -34,6 +35,9 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     pub(crate) backend: Arc<dyn Backend>,
+    /// The same backend when it is the in-process one: memoized hits take its fast path
+    /// without a virtual call.
+    pub(crate) simple: Option<Arc<SimpleBackend>>,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) counters: Counters,
     pub(crate) flights: Flights,
@@ -78,6 +82,17 @@ impl Cache {
         Cache::assemble(backend, default_timeout, true)
     }
 
+    pub(crate) fn assemble_simple(
+        backend: Arc<SimpleBackend>,
+        default_timeout: Option<Duration>,
+    ) -> Cache {
+        let mut cache = Cache::assemble(backend.clone(), default_timeout, true);
+        Arc::get_mut(&mut cache.inner)
+            .expect("not shared yet")
+            .simple = Some(backend);
+        cache
+    }
+
     pub(crate) fn assemble(
         backend: Arc<dyn Backend>,
         default_timeout: Option<Duration>,
@@ -88,6 +103,7 @@ impl Cache {
         Cache {
             inner: Arc::new(Inner {
                 backend,
+                simple: None,
                 default_timeout,
                 counters: Counters::default(),
                 flights: Flights::default(),
@@ -153,7 +169,7 @@ impl Cache {
     where
         T: DeserializeOwned + Clone + 'static,
     {
-        match value?.decode() {
+        match value?.into_decoded() {
             Ok(v) => Some(v),
             Err(e) => {
                 self.swallow(key, "decode", &e);

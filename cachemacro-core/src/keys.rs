@@ -1,117 +1,139 @@
-//! Cache keys: function identities, memoize keys, version keys, fragment keys.
+//! Cache keys: function identities, memoize keys, version keys, fragment keys, digests.
 //!
 //! A memoize key is `{name}:{hash}` where `name` is the readable function identity (made safe
-//! for every backend and cut to [`MAX_NAME`] bytes) and `hash` is 128 bits of SipHash-1-3,
-//! under fixed keys, over the full identity and every argument's `Hash` stream. Equal inputs
-//! give equal keys in every process running the same build; distinct inputs collide with
-//! probability about 2⁻¹²⁸ per pair. Every key is at most 250 printable ASCII bytes, so it is
-//! a valid memcached key as it is.
+//! for every backend and cut to [`MAX_NAME`] bytes) and `hash` is the 128-bit XXH3 (seeded,
+//! a fixed algorithm) of the full identity followed by every argument's `Hash` stream. Equal
+//! inputs give equal keys in every process running the same build; distinct inputs collide
+//! with probability about 2⁻¹²⁸ per pair. Every key this module builds is at most 250
+//! printable ASCII bytes, a valid memcached key as it is.
+//!
+//! In-process backends index entries by [`digest`], a 128-bit digest of the key string that a
+//! memoized call computes straight from its hash ([`MemoKey::digest`]), so a hit there builds
+//! no string and hashes nothing twice.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::ops::Deref;
-use std::sync::{OnceLock, RwLock};
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
-use siphasher::sip128::{Hasher128, SipHasher13};
+use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
 /// Longest readable function name kept in a key; the hash covers the rest.
 pub const MAX_NAME: usize = 200;
-/// Longest key this module builds (memcached's limit).
-pub const MAX_KEY: usize = 250;
 
-// Fixed keys: keys must agree across processes, so the hasher is never randomly seeded.
-const K0: u64 = 0x6361_6368_656d_6163; // "cachemac"
-const K1: u64 = 0x726f_2d6b_6579_7331; // "ro-keys1"
+// Fixed seeds: keys must agree across processes, so nothing here is randomly seeded.
+const ARGS_SEED: u64 = 0x6361_6368_656d_6163; // "cachemac"
+const PREFIX_SEED: u64 = 0x726f_2d70_7265_6678; // "ro-prefx"
+const TEXT_SEED: u64 = 0x726f_2d74_6578_7431; // "ro-text1"
+const INLINE: usize = 64;
 
-/// The hasher that argument `Hash` streams are fed into.
-#[derive(Clone, Debug)]
-pub struct KeyHasher(SipHasher13);
+/// The hasher that argument `Hash` streams are fed into: XXH3-128 over the bytes written,
+/// kept inline for the usual few dozen bytes and streamed beyond.
+pub struct KeyHasher {
+    buf: [u8; INLINE],
+    len: usize,
+    stream: Option<Box<Xxh3>>,
+}
 
 impl Default for KeyHasher {
     fn default() -> Self {
-        KeyHasher(SipHasher13::new_with_keys(K0, K1))
+        KeyHasher {
+            buf: [0; INLINE],
+            len: 0,
+            stream: None,
+        }
+    }
+}
+
+impl fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyHasher").finish_non_exhaustive()
     }
 }
 
 impl KeyHasher {
     /// The 128-bit digest of what was written.
     pub fn finish128(&self) -> u128 {
-        self.0.finish128().as_u128()
+        match &self.stream {
+            Some(s) => s.digest128(),
+            None => xxh3_128_with_seed(&self.buf[..self.len], ARGS_SEED),
+        }
     }
 }
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        self.0.finish()
+        self.finish128() as u64
     }
+
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
-    }
-}
-
-/// A key built on the stack: memoize hits allocate nothing.
-#[derive(Clone, Copy)]
-pub struct KeyBuf {
-    buf: [u8; MAX_KEY],
-    len: u8,
-}
-
-impl KeyBuf {
-    fn new() -> Self {
-        KeyBuf {
-            buf: [0; MAX_KEY],
-            len: 0,
+        if let Some(s) = &mut self.stream {
+            s.update(bytes);
+        } else if self.len + bytes.len() <= INLINE {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut s = Box::new(Xxh3::with_seed(ARGS_SEED));
+            s.update(&self.buf[..self.len]);
+            s.update(bytes);
+            self.stream = Some(s);
         }
     }
-    fn push(&mut self, bytes: &[u8]) {
-        let at = usize::from(self.len);
-        let n = bytes.len().min(MAX_KEY - at);
-        self.buf[at..at + n].copy_from_slice(&bytes[..n]);
-        self.len = (at + n) as u8;
-    }
-    fn push_hex(&mut self, v: u128, digits: usize) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 32];
-        for (i, o) in out[..digits].iter_mut().enumerate() {
-            *o = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+}
+
+/// The digest in-process backends index a key string by.
+///
+/// A key of the memoize shape, `{prefix}:{32 lowercase hex digits}`, digests to the hex value
+/// mixed with the prefix's digest, which [`MemoKey::digest`] reproduces without building the
+/// string; any other key digests to its XXH3-128.
+pub fn digest(key: &str) -> u128 {
+    let b = key.as_bytes();
+    if b.len() > 32 && b[b.len() - 33] == b':' {
+        if let Some(h) = parse_hex32(&b[b.len() - 32..]) {
+            return h ^ prefix_digest(&key[..key.len() - 33]);
         }
-        self.push(&out[..digits]);
     }
-    /// The key.
-    pub fn as_str(&self) -> &str {
-        // Built only from ASCII.
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
-    }
+    xxh3_128_with_seed(b, TEXT_SEED)
 }
 
-impl Deref for KeyBuf {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
+fn prefix_digest(prefix: &str) -> u128 {
+    xxh3_128_with_seed(prefix.as_bytes(), PREFIX_SEED)
 }
 
-impl fmt::Debug for KeyBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
+fn parse_hex32(hex: &[u8]) -> Option<u128> {
+    hex.iter().try_fold(0u128, |acc, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u128::from(d))
+    })
 }
 
-impl fmt::Display for KeyBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+fn hex32(v: u128) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, byte) in v.to_be_bytes().iter().enumerate() {
+        out[2 * i] = HEX[usize::from(byte >> 4)];
+        out[2 * i + 1] = HEX[usize::from(byte & 0xf)];
     }
+    out
 }
 
 /// The identity of one decorated function (one instantiation, for generic ones), prepared
-/// once: its readable name, the hasher state after the identity, and its version key.
+/// once: its readable name, the digests its keys derive from, its version key.
 #[derive(Debug)]
 pub struct Identity {
     self_ty: Option<&'static str>,
     generics: Vec<&'static str>,
     name: String,
-    hasher: KeyHasher,
+    id_hash: u128,
+    prefix_digest: u128,
     version_key: String,
+    version_digest: u128,
+    pub(crate) local_version: LocalVersion,
 }
 
 impl Identity {
@@ -133,21 +155,27 @@ impl Identity {
         if let Some(make_name) = make_name {
             full = make_name(&full);
         }
-        let mut hasher = KeyHasher::default();
-        full.hash(&mut hasher);
-        source.hash(&mut hasher);
+        let mut h = KeyHasher::default();
+        h.write(full.as_bytes());
+        h.write_u8(0xff);
+        if let Some(source) = source {
+            h.write_u64(source);
+        }
+        let id_hash = h.finish128();
         let name = sanitize(&full, MAX_NAME);
-        let mut version_key = KeyBuf::new();
-        version_key.push(name.as_bytes());
-        version_key.push(b":");
-        version_key.push_hex(hasher.finish128(), 16);
-        version_key.push(b":memver");
+        let version_key = format!(
+            "{name}:{}:memver",
+            &std::str::from_utf8(&hex32(id_hash)).unwrap_or_default()[..16]
+        );
         Identity {
             self_ty: None,
             generics: Vec::new(),
+            prefix_digest: prefix_digest(&name),
+            version_digest: digest(&version_key),
             name,
-            hasher,
-            version_key: version_key.as_str().to_owned(),
+            id_hash,
+            version_key,
+            local_version: LocalVersion::default(),
         }
     }
 
@@ -161,16 +189,81 @@ impl Identity {
         &self.version_key
     }
 
+    /// The [`digest`] of the version key.
+    pub fn version_digest(&self) -> u128 {
+        self.version_digest
+    }
+
     /// The key of one call: `feed` writes every argument that is part of the key.
     #[inline]
-    pub fn key(&self, feed: impl FnOnce(&mut KeyHasher)) -> KeyBuf {
-        let mut h = self.hasher.clone();
+    pub fn call(&'static self, feed: impl FnOnce(&mut KeyHasher)) -> MemoKey {
+        let mut h = KeyHasher::default();
+        h.write_u128(self.id_hash);
         feed(&mut h);
-        let mut key = KeyBuf::new();
-        key.push(self.name.as_bytes());
-        key.push(b":");
-        key.push_hex(h.finish128(), 32);
-        key
+        MemoKey {
+            id: self,
+            hash: h.finish128(),
+        }
+    }
+}
+
+/// The key of one memoized call: its function and the hash of its arguments. Displays as the
+/// key string, `{name}:{32 hex digits}`.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoKey {
+    pub(crate) id: &'static Identity,
+    hash: u128,
+}
+
+impl MemoKey {
+    /// The function this call belongs to.
+    pub fn identity(&self) -> &'static Identity {
+        self.id
+    }
+
+    /// The [`digest`] of the key string, computed without building it.
+    #[inline]
+    pub fn digest(&self) -> u128 {
+        self.hash ^ self.id.prefix_digest
+    }
+}
+
+impl fmt::Display for MemoKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id.name)?;
+        f.write_str(":")?;
+        f.write_str(std::str::from_utf8(&hex32(self.hash)).unwrap_or_default())
+    }
+}
+
+/// A function's version as last read from an in-process backend, with the backend epoch it
+/// was read at; valid while the backend's epoch has not moved. A seqlock: readers only load.
+/// Aligned to its own cache lines: every hit of the function reads it, and a neighbour
+/// written by another thread would otherwise evict it from every reader's cache.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct LocalVersion {
+    epoch: AtomicU64,
+    version: AtomicU64,
+    write: Mutex<()>,
+}
+
+impl LocalVersion {
+    #[inline]
+    pub(crate) fn get(&self, current_epoch: u64) -> Option<u64> {
+        let e1 = self.epoch.load(Ordering::SeqCst);
+        if e1 != current_epoch || e1 == 0 {
+            return None;
+        }
+        let version = self.version.load(Ordering::SeqCst);
+        (self.epoch.load(Ordering::SeqCst) == e1).then_some(version)
+    }
+
+    pub(crate) fn put(&self, epoch: u64, version: u64) {
+        let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        self.epoch.store(0, Ordering::SeqCst);
+        self.version.store(version, Ordering::SeqCst);
+        self.epoch.store(epoch, Ordering::SeqCst);
     }
 }
 
@@ -295,42 +388,91 @@ pub fn make_template_fragment_key(name: &str, vary_on: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::hash::Hash;
+
+    fn leak(id: Identity) -> &'static Identity {
+        Box::leak(Box::new(id))
+    }
 
     #[test]
     fn keys_are_valid_memcached_keys_whatever_the_identity() {
         let long = format!("{}<&'a str, (u8, Vec<String>)>\n\0", "m::".repeat(200));
-        let id = Identity::new(&long, &["dyn Fn(u8) -> u8"], Some(1), None);
+        let id = leak(Identity::new(&long, &["dyn Fn(u8) -> u8"], Some(1), None));
         for key in [
-            id.key(|h| 1u8.hash(h)).to_string(),
+            id.call(|h| 1u8.hash(h)).to_string(),
             id.version_key().to_owned(),
         ] {
-            assert!(key.len() <= MAX_KEY, "{} bytes", key.len());
+            assert!(key.len() <= 250, "{} bytes", key.len());
             assert!(key.bytes().all(|b| b.is_ascii_graphic()), "{key}");
         }
     }
 
     #[test]
     fn identity_parts_all_change_the_key() {
-        let key = |id: &Identity| id.key(|h| 5u32.hash(h)).to_string();
-        let base = Identity::new("m::f", &[], None, None);
-        assert_eq!(key(&base), key(&Identity::new("m::f", &[], None, None)));
+        let key = |id: &'static Identity| id.call(|h| 5u32.hash(h)).to_string();
+        let base = leak(Identity::new("m::f", &[], None, None));
+        assert_eq!(key(base), key(leak(Identity::new("m::f", &[], None, None))));
         for other in [
             Identity::new("m::g", &[], None, None),
             Identity::new("m::f", &["u32"], None, None),
             Identity::new("m::f", &[], Some(7), None),
         ] {
-            assert_ne!(key(&base), key(&other));
+            let other = leak(other);
+            assert_ne!(key(base), key(other));
             assert_ne!(base.version_key(), other.version_key());
         }
-        assert!(key(&base).starts_with("m::f:"));
+        assert!(key(base).starts_with("m::f:"));
     }
 
     #[test]
     fn truncated_names_still_differ_by_hash() {
-        let a = Identity::new(&format!("{}a", "x".repeat(300)), &[], None, None);
-        let b = Identity::new(&format!("{}b", "x".repeat(300)), &[], None, None);
+        let a = leak(Identity::new(
+            &format!("{}a", "x".repeat(300)),
+            &[],
+            None,
+            None,
+        ));
+        let b = leak(Identity::new(
+            &format!("{}b", "x".repeat(300)),
+            &[],
+            None,
+            None,
+        ));
         assert_eq!(a.name(), b.name());
         assert_ne!(a.version_key(), b.version_key());
-        assert_ne!(a.key(|_| {}).to_string(), b.key(|_| {}).to_string());
+        assert_ne!(a.call(|_| {}).to_string(), b.call(|_| {}).to_string());
+    }
+
+    #[test]
+    fn digests_of_memo_keys_match_their_strings() {
+        let id = leak(Identity::new("m::f", &[], None, None));
+        for i in 0..100u32 {
+            let k = id.call(|h| i.hash(h));
+            assert_eq!(k.digest(), digest(&k.to_string()));
+        }
+        assert_eq!(id.version_digest(), digest(id.version_key()));
+        // Same hex, other prefix: other digest.
+        let hex = "0123456789abcdef0123456789abcdef";
+        assert_ne!(
+            digest(&format!("user:{hex}")),
+            digest(&format!("session:{hex}"))
+        );
+        assert_ne!(digest("a"), digest("b"));
+    }
+
+    #[test]
+    fn long_argument_streams_hash_like_short_ones_would() {
+        // Inline and streamed hashing agree on the same bytes.
+        let mut a = KeyHasher::default();
+        a.write(&[7; 40]);
+        a.write(&[9; 40]);
+        let mut b = KeyHasher::default();
+        b.write(&[7; 40]);
+        b.write(&[9; 40]);
+        assert_eq!(a.finish128(), b.finish128());
+        assert_eq!(
+            a.finish128(),
+            xxh3_128_with_seed(&[[7u8; 40], [9u8; 40]].concat(), ARGS_SEED)
+        );
     }
 }

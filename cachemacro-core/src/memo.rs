@@ -18,13 +18,16 @@
 //!   back when `add` loses, so concurrent first callers agree on one version; a recreated
 //!   version is a fresh random number, so entries written under the lost one are never served.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backends::SimpleBackend;
 use crate::flight::{Flights, Join, Leader};
+use crate::keys::MemoKey;
 use crate::stats::Counter;
 use crate::{Cache, Error, Timeout, Value};
 
@@ -90,6 +93,47 @@ pub struct Spec<S: Shape> {
     pub response_filter: Option<fn(&S::Stored) -> bool>,
 }
 
+/// The key of one call of a decorated function.
+#[derive(Debug, Clone)]
+pub enum Key<'a> {
+    /// A `#[memoize]` call: versioned, addressable by digest on in-process backends.
+    Memo(MemoKey),
+    /// A `#[cached]` key: the text as written, no version.
+    Text(Cow<'a, str>),
+}
+
+impl std::fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Memo(m) => m.fmt(f),
+            Key::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Key<'_> {
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Key::Memo(m) => Cow::Owned(m.to_string()),
+            Key::Text(t) => Cow::Borrowed(t),
+        }
+    }
+
+    fn version_key(&self) -> Option<&'static str> {
+        match self {
+            Key::Memo(m) => Some(m.identity().version_key()),
+            Key::Text(_) => None,
+        }
+    }
+
+    fn into_owned(self) -> Key<'static> {
+        match self {
+            Key::Memo(m) => Key::Memo(m),
+            Key::Text(t) => Key::Text(Cow::Owned(t.into_owned())),
+        }
+    }
+}
+
 enum Lookup<T, M = Option<u64>> {
     Hit(T),
     /// Nothing usable; by default, the function version read, if any.
@@ -98,36 +142,60 @@ enum Lookup<T, M = Option<u64>> {
     Down,
 }
 
-fn lookup<T>(cache: &Cache, version_key: Option<&str>, key: &str, forced: bool) -> Lookup<T>
+fn hit<T>(cache: &Cache, key: &dyn std::fmt::Display, v: T) -> Lookup<T> {
+    cache.count(Counter::Hit);
+    tracing::debug!(target: "cachemacro", key = %key, "hit");
+    Lookup::Hit(v)
+}
+
+/// The memoized hit on an in-process backend: no key string, one map read.
+#[inline]
+fn lookup_local<T>(cache: &Cache, simple: &SimpleBackend, key: &MemoKey) -> Option<T>
 where
     T: DeserializeOwned + Clone + 'static,
 {
+    let version = simple.version(key.identity())?;
+    let value = simple.get_memo(key)?;
+    if value.version() != Some(version) {
+        return None;
+    }
+    let v = value.into_decoded().ok()?;
+    match hit(cache, key, v) {
+        Lookup::Hit(v) => Some(v),
+        _ => None,
+    }
+}
+
+fn lookup<T>(cache: &Cache, key: &Key<'_>, forced: bool) -> Lookup<T>
+where
+    T: DeserializeOwned + Clone + 'static,
+{
+    let version_key = key.version_key();
+    let text = key.text();
     let backend = cache.backend();
     let read = match (version_key, forced) {
-        (Some(vk), false) => backend.get_pair(vk, key),
+        (Some(vk), false) => backend.get_pair(vk, &text),
         (Some(vk), true) => backend.get(vk).map(|v| (v, None)),
-        (None, false) => backend.get(key).map(|v| (None, v)),
+        (None, false) => backend.get(&text).map(|v| (None, v)),
         (None, true) => Ok((None, None)),
     };
     let (version, value) = match read {
         Ok(pair) => pair,
         Err(e) => {
-            cache.swallow(key, "read", &e);
+            cache.swallow(&text, "read", &e);
             return Lookup::Down;
         }
     };
     let version = version.and_then(|v| v.as_i64()).map(|v| v as u64);
     if let Some(value) = value {
         if version_key.is_none() || (version.is_some() && value.version() == version) {
-            if let Some(v) = cache.unwrap_value(key, Some(value)) {
-                cache.count(Counter::Hit);
-                tracing::debug!(target: "cachemacro", key, "hit");
-                return Lookup::Hit(v);
+            if let Some(v) = cache.unwrap_value(&text, Some(value)) {
+                return hit(cache, &text, v);
             }
         }
     }
     cache.count(Counter::Miss);
-    tracing::debug!(target: "cachemacro", key, "miss");
+    tracing::debug!(target: "cachemacro", key = %text, "miss");
     Lookup::Miss(version)
 }
 
@@ -176,18 +244,17 @@ pub fn replace_version(cache: &Cache, version_key: &str) -> Result<u64, Error> {
     Ok(fresh)
 }
 
-/// Writes the cacheable part of `out`; returns the value as stored, for waiting callers.
-fn store<S: Shape>(
+/// Writes the cacheable `stored`; returns the value as stored, for waiting callers.
+fn store<T>(
     cache: &Cache,
     key: &str,
     version: Option<u64>,
-    spec: &Spec<S>,
-    out: &S::Out,
-) -> Option<Value> {
-    let stored = S::stored(out)?;
-    if spec.response_filter.is_some_and(|keep| !keep(stored)) {
-        return None;
-    }
+    timeout: Timeout,
+    stored: &T,
+) -> Option<Value>
+where
+    T: Serialize + Clone + Send + Sync + 'static,
+{
     let value = match cache.wrap(stored, version) {
         Ok(v) => v,
         Err(e) => {
@@ -195,10 +262,7 @@ fn store<S: Shape>(
             return None;
         }
     };
-    match cache
-        .backend()
-        .set(key, value.clone(), cache.ttl(spec.timeout))
-    {
+    match cache.backend().set(key, value.clone(), cache.ttl(timeout)) {
         Ok(()) => {
             cache.count(Counter::Set);
             tracing::debug!(target: "cachemacro", key, "set");
@@ -208,7 +272,12 @@ fn store<S: Shape>(
     Some(value)
 }
 
-/// After a miss: the version to write under, or `None` to run uncached.
+/// The part of `out` to cache, if any and if the filter keeps it.
+fn cacheable<'o, S: Shape>(spec: &Spec<S>, out: &'o S::Out) -> Option<&'o S::Stored> {
+    S::stored(out).filter(|s| spec.response_filter.is_none_or(|keep| keep(s)))
+}
+
+/// After a miss: the version to write under, or `Err` to run uncached.
 fn version_for(
     cache: &Cache,
     version_key: Option<&str>,
@@ -227,36 +296,50 @@ fn followed<S: Shape>(cache: &Cache, key: &str, result: Option<Value>) -> Option
     Some(S::rebuild(v))
 }
 
-/// The body of a synchronous `#[memoize]` (`version_key` set) or `#[cached]` (`None`)
-/// function.
+/// The body of a synchronous `#[memoize]` or `#[cached]` function.
+#[inline]
 pub fn run_sync<S: Shape>(
     cache: &Cache,
-    version_key: Option<&str>,
-    key: &str,
+    key: Key<'_>,
     spec: &Spec<S>,
     body: impl FnOnce() -> S::Out,
 ) -> S::Out {
-    let read = match lookup::<S::Stored>(cache, version_key, key, spec.forced_update) {
+    if let (Key::Memo(m), Some(simple), false) = (&key, &cache.inner.simple, spec.forced_update) {
+        if let Some(v) = lookup_local(cache, simple, m) {
+            return S::rebuild(v);
+        }
+    }
+    run_sync_slow(cache, key, spec, body)
+}
+
+fn run_sync_slow<S: Shape>(
+    cache: &Cache,
+    key: Key<'_>,
+    spec: &Spec<S>,
+    body: impl FnOnce() -> S::Out,
+) -> S::Out {
+    let read = match lookup::<S::Stored>(cache, &key, spec.forced_update) {
         Lookup::Hit(v) => return S::rebuild(v),
         Lookup::Down => return body(),
         Lookup::Miss(read) => read,
     };
-    let Ok(version) = version_for(cache, version_key, read) else {
+    let Ok(version) = version_for(cache, key.version_key(), read) else {
         return body();
     };
+    let text = key.text();
     let mut leader = None;
     if !spec.forced_update && cache.inner.coalesce {
-        match Flights::join(cache, key, version) {
+        match Flights::join(cache, &text, version) {
             Join::Leader(l) => leader = Some(l),
             Join::Follower(flight) => {
-                if let Some(out) = followed::<S>(cache, key, flight.wait()) {
+                if let Some(out) = followed::<S>(cache, &text, flight.wait()) {
                     return out;
                 }
             }
         }
     }
     let out = body();
-    let stored = store(cache, key, version, spec, &out);
+    let stored = cacheable(spec, &out).and_then(|s| store(cache, &text, version, spec.timeout, s));
     if let Some(l) = leader {
         l.finish(stored);
     }
@@ -265,70 +348,59 @@ pub fn run_sync<S: Shape>(
 
 /// The body of an `async` `#[memoize]` or `#[cached]` function: as [`run_sync`], with
 /// backend calls kept off the async runtime's threads.
-pub async fn run_async<S, F>(
-    cache: &Cache,
-    version_key: Option<&'static str>,
-    key: String,
-    spec: Spec<S>,
-    body: F,
-) -> S::Out
+pub async fn run_async<S, F>(cache: &Cache, key: Key<'_>, spec: Spec<S>, body: F) -> S::Out
 where
     S: Shape + 'static,
     F: Future<Output = S::Out>,
 {
     let forced = spec.forced_update;
+    if let (Key::Memo(m), Some(simple), false) = (&key, &cache.inner.simple, forced) {
+        if let Some(v) = lookup_local(cache, simple, m) {
+            return S::rebuild(v);
+        }
+    }
+    let key = key.into_owned();
     let k = key.clone();
     let read = cache
-        .offload(
-            move |c| match lookup::<S::Stored>(c, version_key, &k, forced) {
-                Lookup::Hit(v) => Lookup::Hit(v),
-                Lookup::Miss(read) => {
-                    Lookup::<_, Result<_, ()>>::Miss(version_for(c, version_key, read))
-                }
-                Lookup::Down => Lookup::Down,
-            },
-        )
+        .offload(move |c| match lookup::<S::Stored>(c, &k, forced) {
+            Lookup::Hit(v) => Lookup::Hit(v),
+            Lookup::Miss(read) => {
+                Lookup::<_, Result<_, ()>>::Miss(version_for(c, k.version_key(), read))
+            }
+            Lookup::Down => Lookup::Down,
+        })
         .await;
     let version = match read {
         Lookup::Hit(v) => return S::rebuild(v),
         Lookup::Miss(Ok(version)) => version,
         Lookup::Miss(Err(())) | Lookup::Down => return body.await,
     };
+    let text = key.text().into_owned();
     let mut leader: Option<Leader> = None;
     if !forced && cache.inner.coalesce {
-        match Flights::join(cache, &key, version) {
+        match Flights::join(cache, &text, version) {
             Join::Leader(l) => leader = Some(l),
             Join::Follower(flight) => {
-                if let Some(out) = followed::<S>(cache, &key, flight.wait_async().await) {
+                if let Some(out) = followed::<S>(cache, &text, flight.wait_async().await) {
                     return out;
                 }
             }
         }
     }
     let out = body.await;
-    let stored = match S::stored(&out) {
-        Some(stored) if spec.response_filter.is_none_or(|keep| keep(stored)) => {
-            let stored = stored.clone();
+    let stored = match cacheable(&spec, &out) {
+        Some(stored) => {
+            let (stored, timeout) = (stored.clone(), spec.timeout);
             cache
-                .offload(move |c| {
-                    store::<Plain<S::Stored>>(c, &key, version, &plain(&spec), &stored)
-                })
+                .offload(move |c| store(c, &text, version, timeout, &stored))
                 .await
         }
-        _ => None,
+        None => None,
     };
     if let Some(l) = leader {
         l.finish(stored);
     }
     out
-}
-
-fn plain<S: Shape>(spec: &Spec<S>) -> Spec<Plain<S::Stored>> {
-    Spec {
-        timeout: spec.timeout,
-        forced_update: spec.forced_update,
-        response_filter: None,
-    }
 }
 
 /// `f_delete_memoized` / `g_delete_cached`: removes one key.

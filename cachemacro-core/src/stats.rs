@@ -1,7 +1,9 @@
 //! Hit, miss, set, delete and error counters.
 //!
-//! Counters are striped over cache-line-padded slots picked per thread, so that two threads
-//! answering hits never write to the same cache line.
+//! Counters are striped over cache-line-padded slots, so that two threads answering hits never
+//! write to the same cache line. The first [`OWNED`] threads that count anything each own a
+//! stripe and bump it with a plain load and store (only the owner writes it, so nothing is
+//! lost and no locked instruction is needed); later threads share the atomic-add stripes.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,7 +23,10 @@ pub struct Stats {
     pub errors: u64,
 }
 
-const STRIPES: usize = 16;
+/// Threads that get a stripe of their own.
+const OWNED: usize = 64;
+/// Stripes shared, with atomic adds, by the threads after those.
+const SHARED: usize = 8;
 
 #[derive(Default)]
 #[repr(align(128))]
@@ -38,13 +43,15 @@ pub(crate) enum Counter {
 }
 
 pub(crate) struct Counters {
-    stripes: [Stripe; STRIPES],
+    owned: Box<[Stripe; OWNED]>,
+    shared: [Stripe; SHARED],
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            stripes: std::array::from_fn(|_| Stripe::default()),
+            owned: Box::new(std::array::from_fn(|_| Stripe::default())),
+            shared: std::array::from_fn(|_| Stripe::default()),
         }
     }
 }
@@ -57,7 +64,7 @@ fn stripe_index() -> usize {
     INDEX.with(|i| {
         let mut v = i.get();
         if v == usize::MAX {
-            v = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            v = NEXT.fetch_add(1, Ordering::Relaxed).min(usize::MAX - 1);
             i.set(v);
         }
         v
@@ -67,13 +74,23 @@ fn stripe_index() -> usize {
 impl Counters {
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.stripes[stripe_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+        let i = stripe_index();
+        match self.owned.get(i) {
+            Some(stripe) => {
+                let c = &stripe.0[counter as usize];
+                c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            }
+            None => {
+                self.shared[i % SHARED].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
         let sum = |c: Counter| {
-            self.stripes
+            self.owned
                 .iter()
+                .chain(&self.shared)
                 .map(|s| s.0[c as usize].load(Ordering::Relaxed))
                 .sum()
         };

@@ -13,7 +13,6 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Serialize;
@@ -27,38 +26,61 @@ const HEADER: usize = 3;
 
 /// A value that an in-process backend can keep without serializing it.
 ///
-/// Implemented for every `Serialize + Send + Sync + 'static` type.
+/// Implemented for every `Serialize + Clone + Send + Sync + 'static` type.
 pub trait Object: Any + Send + Sync {
     /// The MessagePack encoding of the value, for backends that need bytes.
     fn encode(&self) -> Result<Vec<u8>, Error>;
     /// The value as `Any`, to get the concrete type back.
     fn as_any(&self) -> &dyn Any;
+    /// The boxed value as `Any`, to move the concrete type out.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    /// A deep copy.
+    fn clone_box(&self) -> Box<dyn Object>;
 }
 
-impl<T: Serialize + Send + Sync + 'static> Object for T {
+impl<T: Serialize + Clone + Send + Sync + 'static> Object for T {
     fn encode(&self) -> Result<Vec<u8>, Error> {
         rmp_serde::to_vec_named(self).map_err(|e| Error::Codec(e.to_string()))
     }
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+    fn clone_box(&self) -> Box<dyn Object> {
+        Box::new(self.clone())
+    }
 }
 
 /// A cached value, optionally tagged with the function version it was written under.
 ///
-/// Cloning is cheap for in-process values (a reference count) and copies the bytes of
-/// remote ones.
-#[derive(Clone)]
+/// Cloning copies the object (in-process values) or the bytes (remote ones): a copy is what a
+/// cache read hands out anyway, and copying touches no memory that other threads write, where
+/// a shared reference count would bounce between cores on every hit of a hot key.
 pub struct Value {
     version: Option<u64>,
     repr: Repr,
 }
 
-#[derive(Clone)]
 enum Repr {
     Int(i64),
-    Object(Arc<dyn Object>),
+    Object(Box<dyn Object>),
     Bytes(Vec<u8>),
+}
+
+impl Clone for Value {
+    fn clone(&self) -> Self {
+        let repr = match &self.repr {
+            Repr::Int(i) => Repr::Int(*i),
+            Repr::Object(o) => Repr::Object(o.clone_box()),
+            Repr::Bytes(b) => Repr::Bytes(b.clone()),
+        };
+        Value {
+            version: self.version,
+            repr,
+        }
+    }
 }
 
 impl fmt::Debug for Value {
@@ -76,11 +98,15 @@ impl fmt::Debug for Value {
 }
 
 impl Value {
-    /// A value holding `value` itself, unserialized.
-    pub fn object<T: Serialize + Send + Sync + 'static>(value: T) -> Self {
+    /// A value holding `value` itself, unserialized (integers are held inline).
+    pub fn object<T: Serialize + Clone + Send + Sync + 'static>(value: T) -> Self {
+        let repr = match small_int(&value) {
+            Some(i) => Repr::Int(i),
+            None => Repr::Object(Box::new(value)),
+        };
         Value {
             version: None,
-            repr: Repr::Object(Arc::new(value)),
+            repr,
         }
     }
 
@@ -173,6 +199,27 @@ impl Value {
         }
     }
 
+    /// The value as a `T`, moved out when it is an in-process value of type `T`; otherwise as
+    /// [`Value::decode`].
+    pub fn into_decoded<T: DeserializeOwned + Clone + 'static>(self) -> Result<T, Error> {
+        if let Repr::Int(i) = self.repr {
+            if let Some(v) = int_as::<T>(i) {
+                return Ok(v);
+            }
+        }
+        match self.repr {
+            Repr::Object(o) if o.as_any().is::<T>() => match o.into_any().downcast::<T>() {
+                Ok(v) => Ok(*v),
+                Err(_) => Err(Error::Codec("type changed during downcast".into())),
+            },
+            repr => Value {
+                version: self.version,
+                repr,
+            }
+            .decode(),
+        }
+    }
+
     /// The value as an integer, for `inc`/`dec`; `None` when it is not one.
     pub fn as_i64(&self) -> Option<i64> {
         match &self.repr {
@@ -181,6 +228,36 @@ impl Value {
             Repr::Bytes(b) => parse_decimal(b).or_else(|| self.decode::<i64>().ok()),
         }
     }
+}
+
+/// `value` as an `i64` when `T` is a primitive integer type that holds it.
+fn small_int<T: Any>(value: &T) -> Option<i64> {
+    let v: &dyn Any = value;
+    macro_rules! try_int {
+        ($($t:ty),*) => {
+            $(if let Some(x) = v.downcast_ref::<$t>() {
+                return i64::try_from(*x).ok();
+            })*
+        };
+    }
+    try_int!(i64, u64, i32, u32, usize, isize, i16, u16, i8, u8);
+    None
+}
+
+/// `i` as a `T` when `T` is a primitive integer type that holds it; no serde round trip.
+fn int_as<T: Any>(i: i64) -> Option<T> {
+    let mut out: Option<T> = None;
+    let slot: &mut dyn Any = &mut out;
+    macro_rules! try_int {
+        ($($t:ty),*) => {
+            $(if let Some(s) = slot.downcast_mut::<Option<$t>>() {
+                *s = <$t>::try_from(i).ok();
+                return out;
+            })*
+        };
+    }
+    try_int!(i64, u64, i32, u32, usize, isize, i16, u16, i8, u8);
+    None
 }
 
 fn codec(e: impl fmt::Display) -> Error {

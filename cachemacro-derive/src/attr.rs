@@ -146,7 +146,7 @@ impl Options {
         let span = meta
             .path
             .get_ident()
-            .map_or_else(|| Span::call_site(), Ident::span);
+            .map_or_else(Span::call_site, Ident::span);
         let name = meta
             .path
             .get_ident()

@@ -51,10 +51,13 @@ impl Ctx<'_> {
         let p = &self.p;
         let ret = &self.func.ret_ty;
         let cache_none = self.opts.cache_none.get().copied().unwrap_or(false);
+        // Spanned so that a return type that cannot be cached is reported on the type.
         match &self.func.ret {
-            Ret::OkOnly(t) => (quote!(#t), quote!(#p::OkOnly<#t, _>)),
-            Ret::SomeOnly(t) if !cache_none => (quote!(#t), quote!(#p::SomeOnly<#t>)),
-            _ => (quote!(#ret), quote!(#p::Plain<#ret>)),
+            Ret::OkOnly(t) => (quote!(#t), quote_spanned!(t.span()=> #p::OkOnly<#t, _>)),
+            Ret::SomeOnly(t) if !cache_none => {
+                (quote!(#t), quote_spanned!(t.span()=> #p::SomeOnly<#t>))
+            }
+            _ => (quote!(#ret), quote_spanned!(ret.span()=> #p::Plain<#ret>)),
         }
     }
 
@@ -158,9 +161,9 @@ impl Ctx<'_> {
         out
     }
 
-    /// Statements binding `__cm_key` (something that derefs to `str`) and `__cm_vk`
-    /// (`Option<&'static str>`, the version key for memoize).
+    /// Statements binding `__cm_key`, the call's `Key`.
     fn key(&self) -> TokenStream {
+        let p = &self.p;
         let hash = self.hash_args();
         match (
             self.opts.kind,
@@ -171,24 +174,24 @@ impl Ctx<'_> {
                 let site = self.site();
                 quote! {
                     #site
-                    let __cm_vk = ::core::option::Option::Some(__cm_id.version_key());
-                    let __cm_key = __cm_id.key(|__cm_h| { #hash });
+                    let __cm_key = #p::Key::Memo(__cm_id.call(|__cm_h| { #hash }));
                 }
             }
             (Kind::Cached, Some(lit), _) => quote! {
-                let __cm_vk = ::core::option::Option::None;
-                let __cm_key: &str = #lit;
+                let __cm_key = #p::Key::Text(::std::borrow::Cow::Borrowed(#lit));
             },
             (Kind::Cached, None, Some(e)) => quote_spanned! {e.span()=>
-                let __cm_vk = ::core::option::Option::None;
-                let __cm_key: ::std::string::String = ::core::convert::Into::into(#e);
+                let __cm_key = #p::Key::Text(::std::borrow::Cow::Owned(
+                    ::core::convert::Into::<::std::string::String>::into(#e),
+                ));
             },
             (Kind::Cached, None, None) => {
                 let site = self.site();
                 quote! {
                     #site
-                    let __cm_vk = ::core::option::Option::None;
-                    let __cm_key = __cm_id.key(|_| {});
+                    let __cm_key = #p::Key::Text(::std::borrow::Cow::Owned(
+                        ::std::string::ToString::to_string(&__cm_id.call(|_| {})),
+                    ));
                 }
             }
         }
@@ -232,8 +235,8 @@ impl Ctx<'_> {
                 };
                 match __cm_call {
                     ::core::option::Option::None => __cm_body.await,
-                    ::core::option::Option::Some((__cm_vk, __cm_key)) => {
-                        #p::run_async::<#shape, _>(__cm_cache, __cm_vk, __cm_key, #spec, __cm_body).await
+                    ::core::option::Option::Some(__cm_key) => {
+                        #p::run_async::<#shape, _>(__cm_cache, __cm_key, #spec, __cm_body).await
                     }
                 }
             }
@@ -242,16 +245,11 @@ impl Ctx<'_> {
                 let mut __cm_body = move || -> #ret #block;
                 match __cm_call {
                     ::core::option::Option::None => __cm_body(),
-                    ::core::option::Option::Some((__cm_vk, __cm_key)) => {
-                        #p::run_sync::<#shape>(__cm_cache, __cm_vk, &__cm_key, &#spec, __cm_body)
+                    ::core::option::Option::Some(__cm_key) => {
+                        #p::run_sync::<#shape>(__cm_cache, __cm_key, &#spec, __cm_body)
                     }
                 }
             }
-        };
-        let owned_key = if self.func.is_async() {
-            quote!(::std::string::ToString::to_string(&*__cm_key))
-        } else {
-            quote!(__cm_key)
         };
         quote! {
             #(#attrs)*
@@ -263,7 +261,7 @@ impl Ctx<'_> {
                     ::core::option::Option::None
                 } else {
                     #key
-                    ::core::option::Option::Some((__cm_vk, #owned_key))
+                    ::core::option::Option::Some(__cm_key)
                 };
                 #body
             }
@@ -320,10 +318,10 @@ impl Ctx<'_> {
             self.helper_sig("delete_memoized", true, err.clone()),
             {
                 let call = self.call(
-                    quote!(#p::delete_key(__cm_cache, &__cm_key)),
-                    quote!(#p::delete_key_async(__cm_cache, ::std::string::ToString::to_string(&*__cm_key))),
+                    quote!(#p::delete_key(__cm_cache, &::std::string::ToString::to_string(&__cm_key))),
+                    quote!(#p::delete_key_async(__cm_cache, ::std::string::ToString::to_string(&__cm_key))),
                 );
-                quote!(#key let _ = __cm_vk; #call)
+                quote!(#key #call)
             },
         );
         let delete_all = self.helper(
@@ -351,7 +349,7 @@ impl Ctx<'_> {
         let make_key = self.helper(
             format!("The cache key a call of `{f}` with these arguments uses."),
             self.helper_sig("make_cache_key", true, quote!(::std::string::String)),
-            quote!(#key let _ = (__cm_cache, __cm_vk); ::std::string::ToString::to_string(&*__cm_key)),
+            quote!(#key let _ = __cm_cache; ::std::string::ToString::to_string(&__cm_key)),
         );
         quote!(#delete #delete_all #verhash #make_key)
     }
@@ -362,22 +360,21 @@ impl Ctx<'_> {
         let key = self.key();
         let err = quote!(::core::result::Result<(), #p::Error>);
         let call = self.call(
-            quote!(#p::delete_key(__cm_cache, &__cm_key)),
-            quote!(#p::delete_key_async(__cm_cache, ::std::string::ToString::to_string(&*__cm_key))),
+            quote!(#p::delete_key(__cm_cache, &::std::string::ToString::to_string(&__cm_key))),
+            quote!(#p::delete_key_async(__cm_cache, ::std::string::ToString::to_string(&__cm_key))),
         );
         let delete = self.helper(
             format!("Drops the cached result of `{f}` (for these arguments)."),
             self.helper_sig("delete_cached", true, err),
-            quote!(#key let _: ::core::option::Option<&str> = __cm_vk; #call),
+            quote!(#key #call),
         );
         let make_key = self.helper(
             format!("The cache key `{f}` uses (for these arguments)."),
             self.helper_sig("make_cache_key", true, quote!(::std::string::String)),
             quote! {
                 #key
-                let _: ::core::option::Option<&str> = __cm_vk;
                 let _ = __cm_cache;
-                ::std::string::ToString::to_string(&*__cm_key)
+                ::std::string::ToString::to_string(&__cm_key)
             },
         );
         quote!(#delete #make_key)

@@ -1,52 +1,126 @@
 //! `CACHE_TYPE=simple`: the in-process cache.
 
-use std::time::{Duration, Instant};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use coarsetime::Instant;
 
 use quick_cache::sync::{Cache as Map, EntryAction, EntryResult};
+use quick_cache::{Lifecycle, UnitWeighter};
 
+use crate::keys::{digest, Identity, MemoKey};
 use crate::{Backend, Error, Value};
 
 /// Flask's default `CACHE_THRESHOLD`.
 pub const DEFAULT_THRESHOLD: usize = 500;
 
+/// Version keys end so; their entries are pinned and their writes move the epoch.
+const VERSION_SUFFIX: &str = ":memver";
+
+/// Epochs are drawn from one counter, so an epoch value names one backend in one state.
+static EPOCHS: AtomicU64 = AtomicU64::new(1);
+
 /// An in-process cache of at most `threshold` entries with per-entry expiry.
 ///
-/// Built on [`quick_cache`]: hits take one shard's read lock (never a global lock) and
+/// Built on [`quick_cache`]: reads take one shard's read lock (never a global lock) and
 /// eviction is its S3-FIFO policy, so a scan of one-off keys does not flush the hot ones.
 /// Values are kept unserialized ([`Value::object`]); a read as the wrong type goes through
 /// the MessagePack encoding, as it would on a remote backend. Expired entries are dropped
-/// when read and count against the threshold until then.
+/// when read and count against the threshold until then; expiry is checked against the
+/// coarse monotonic clock (a few milliseconds of resolution).
+///
+/// Entries are indexed by the 128-bit [`digest`] of their key. Function versions are pinned
+/// (never evicted) and every write to one moves the backend's *epoch*, so a memoized hit can
+/// trust the version it read at the current epoch without reading it again: the hit is one
+/// map read plus one load of a rarely written atomic.
 pub struct SimpleBackend {
-    map: Map<String, Entry>,
+    map: Map<u128, Entry, UnitWeighter, DigestHasher, PinVersions>,
+    epoch: Epoch,
 }
+
+/// Read by every memoized hit, written only when a version changes: kept on its own cache
+/// lines.
+#[repr(align(128))]
+struct Epoch(AtomicU64);
 
 #[derive(Clone)]
 struct Entry {
     value: Value,
     expires: Option<Instant>,
+    version: bool,
 }
 
 impl Entry {
-    fn new(value: Value, ttl: Option<Duration>) -> Self {
+    fn new(key: &str, value: Value, ttl: Option<Duration>) -> Self {
         Entry {
             value,
-            expires: ttl.map(|t| Instant::now() + t),
+            expires: ttl
+                .map(|t| Instant::now_without_cache_update() + coarsetime::Duration::from(t)),
+            version: key.ends_with(VERSION_SUFFIX),
         }
     }
-    fn live(&self, now: Option<Instant>) -> bool {
-        match (self.expires, now) {
-            (None, _) => true,
-            (Some(at), Some(now)) => at > now,
-            (Some(at), None) => at > Instant::now(),
-        }
+    fn live(&self) -> bool {
+        self.expires
+            .is_none_or(|at| at > Instant::now_without_cache_update())
     }
 }
 
+/// Digests are uniformly distributed already: the map uses their low bits as they are.
+#[derive(Clone, Default)]
+struct DigestHasher;
+
+struct DigestHash(u64);
+
+impl BuildHasher for DigestHasher {
+    type Hasher = DigestHash;
+    fn build_hasher(&self) -> DigestHash {
+        DigestHash(0)
+    }
+}
+
+impl Hasher for DigestHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64 ^ (v >> 64) as u64;
+    }
+}
+
+/// Versions are never evicted: they are few (one per memoized function) and losing one
+/// would drop every entry of its function.
+#[derive(Clone)]
+struct PinVersions;
+
+impl Lifecycle<u128, Entry> for PinVersions {
+    type RequestState = ();
+    fn is_pinned(&self, _: &u128, e: &Entry) -> bool {
+        e.version
+    }
+    fn begin_request(&self) {}
+}
+
 impl SimpleBackend {
-    /// A cache holding at most `threshold` entries (at least 1).
+    /// A cache holding at most `threshold` entries (at least 1), besides function versions.
     pub fn new(threshold: usize) -> Self {
+        let threshold = threshold.max(1);
         SimpleBackend {
-            map: Map::new(threshold.max(1)),
+            map: Map::with(
+                threshold,
+                threshold as u64,
+                UnitWeighter,
+                DigestHasher,
+                PinVersions,
+            ),
+            epoch: Epoch(AtomicU64::new(EPOCHS.fetch_add(1, Ordering::SeqCst))),
         }
     }
 
@@ -60,13 +134,50 @@ impl SimpleBackend {
         self.map.is_empty()
     }
 
-    fn live(&self, key: &str, now: Option<Instant>) -> Option<Value> {
-        let entry = self.map.get(key)?;
-        if entry.live(now) {
+    /// After the map changed a version: cached versions from before are no longer trusted.
+    fn moved(&self) {
+        self.epoch
+            .0
+            .store(EPOCHS.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    fn after_write(&self, key: &str) {
+        if key.ends_with(VERSION_SUFFIX) {
+            self.moved();
+        }
+    }
+
+    fn live(&self, d: u128) -> Option<Value> {
+        let entry = self.map.get(&d)?;
+        if entry.live() {
             return Some(entry.value);
         }
-        self.map.remove_if(key, |e| !e.live(None));
+        self.map.remove_if(&d, |e| !e.live());
         None
+    }
+
+    /// The current version of `id`'s function, from the version cache while the epoch holds.
+    #[inline]
+    pub(crate) fn version(&self, id: &Identity) -> Option<u64> {
+        let epoch = self.epoch.0.load(Ordering::SeqCst);
+        if let Some(v) = id.local_version.get(epoch) {
+            return Some(v);
+        }
+        let entry = self.map.get(&id.version_digest())?;
+        let version = entry.value.as_i64()? as u64;
+        // A version written with an expiry (by hand) is read every time.
+        if entry.expires.is_none() {
+            id.local_version.put(epoch, version);
+        } else if !entry.live() {
+            return None;
+        }
+        Some(version)
+    }
+
+    /// The live value of a memoized call.
+    #[inline]
+    pub(crate) fn get_memo(&self, key: &MemoKey) -> Option<Value> {
+        self.live(key.digest())
     }
 
     /// Runs `occupied` on the live value at `key` under the shard lock, or inserts
@@ -78,14 +189,14 @@ impl SimpleBackend {
         vacant: impl FnOnce() -> (Entry, T),
     ) -> Result<T, Error> {
         let mut outcome = None;
-        let result = self.map.entry(key, None, |_, e| {
-            if !e.live(None) {
+        let result = self.map.entry(&digest(key), None, |_, e| {
+            if !e.live() {
                 return EntryAction::ReplaceWithGuard;
             }
             outcome = Some(occupied(e));
             EntryAction::Retain(())
         });
-        match result {
+        let out = match result {
             EntryResult::Retained(()) => outcome.expect("set by the callback"),
             EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
                 let (entry, out) = vacant();
@@ -97,7 +208,9 @@ impl SimpleBackend {
             EntryResult::Removed(..) | EntryResult::Timeout => Err(Error::Backend(
                 "in-memory entry vanished during update".into(),
             )),
-        }
+        };
+        self.after_write(key);
+        out
     }
 }
 
@@ -111,25 +224,28 @@ impl Backend for SimpleBackend {
     fn keeps_objects(&self) -> bool {
         true
     }
+    fn as_simple(&self) -> Option<&SimpleBackend> {
+        Some(self)
+    }
     fn get(&self, key: &str) -> Result<Option<Value>, Error> {
-        Ok(self.live(key, None))
+        Ok(self.live(digest(key)))
     }
     fn get_pair(&self, first: &str, second: &str) -> Result<(Option<Value>, Option<Value>), Error> {
-        Ok((self.live(first, None), self.live(second, None)))
+        Ok((self.live(digest(first)), self.live(digest(second))))
     }
     fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, Error> {
-        let now = Some(Instant::now());
-        Ok(keys.iter().map(|k| self.live(k, now)).collect())
+        Ok(keys.iter().map(|k| self.live(digest(k))).collect())
     }
     fn has(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.map.get(key).is_some_and(|e| e.live(None)))
+        Ok(self.map.get(&digest(key)).is_some_and(|e| e.live()))
     }
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
-        self.map.insert(key.to_owned(), Entry::new(value, ttl));
+        self.map.insert(digest(key), Entry::new(key, value, ttl));
+        self.after_write(key);
         Ok(())
     }
     fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
-        self.upsert(key, |_| Ok(false), || (Entry::new(value, ttl), true))
+        self.upsert(key, |_| Ok(false), || (Entry::new(key, value, ttl), true))
     }
     fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
         for (key, value) in items {
@@ -138,7 +254,9 @@ impl Backend for SimpleBackend {
         Ok(())
     }
     fn delete(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.map.remove(key).is_some_and(|(_, e)| e.live(None)))
+        let deleted = self.map.remove(&digest(key)).is_some_and(|(_, e)| e.live());
+        self.after_write(key);
+        Ok(deleted)
     }
     fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
         let mut n = 0;
@@ -161,11 +279,12 @@ impl Backend for SimpleBackend {
                 e.value = Value::int(n);
                 Ok(n)
             },
-            || (Entry::new(Value::int(delta), None), delta),
+            || (Entry::new(key, Value::int(delta), None), delta),
         )
     }
     fn clear(&self) -> Result<(), Error> {
         self.map.clear();
+        self.moved();
         Ok(())
     }
 }

@@ -1,0 +1,6 @@
+use cachemacro::memoize;
+
+#[memoize]
+struct S;
+
+fn main() {}

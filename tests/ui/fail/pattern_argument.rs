@@ -1,0 +1,8 @@
+use cachemacro::memoize;
+
+#[memoize]
+fn f((a, b): (u8, u8)) -> u8 {
+    a + b
+}
+
+fn main() {}
