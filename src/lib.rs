@@ -46,3 +46,8 @@ pub mod __private {
     };
     pub use cachemacro_core::{cache, Cache, Error, Timeout};
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
