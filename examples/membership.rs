@@ -17,7 +17,10 @@ static QUERIES: AtomicUsize = AtomicUsize::new(0);
 
 fn query(user: &str, role: &str) -> bool {
     QUERIES.fetch_add(1, Ordering::SeqCst);
-    GROUPS.lock().unwrap().contains(&(user.to_owned(), role.to_owned()))
+    GROUPS
+        .lock()
+        .unwrap()
+        .contains(&(user.to_owned(), role.to_owned()))
 }
 
 /// `@cache.memoize(50) def user_has_membership(user, role)`.
@@ -54,14 +57,23 @@ fn queries() -> usize {
 fn main() -> Result<(), cachemacro::Error> {
     cachemacro::init(cachemacro::Cache::from_env()?)?;
 
-    println!("user_has_membership('demo', 'admin') = {}", user_has_membership("demo", "admin"));
-    println!("user_has_membership('demo', 'user')  = {}", user_has_membership("demo", "user"));
+    println!(
+        "user_has_membership('demo', 'admin') = {}",
+        user_has_membership("demo", "admin")
+    );
+    println!(
+        "user_has_membership('demo', 'user')  = {}",
+        user_has_membership("demo", "user")
+    );
     user_has_membership("demo", "admin");
     user_has_membership("demo", "user");
     println!("four calls, {} queries", queries());
 
     // The user is given the admin role: only the ('demo', 'admin') result is stale.
-    GROUPS.lock().unwrap().insert(("demo".into(), "admin".into()));
+    GROUPS
+        .lock()
+        .unwrap()
+        .insert(("demo".into(), "admin".into()));
     user_has_membership_delete_memoized("demo", "admin")?;
     println!(
         "after cache.delete_memoized(user_has_membership, 'demo', 'admin'): admin = {}, user = {} ({} queries)",
@@ -73,17 +85,35 @@ fn main() -> Result<(), cachemacro::Error> {
     // Every result of the function, in every process sharing the cache.
     user_has_membership_delete_memoized_all()?;
     user_has_membership("demo", "admin");
-    println!("after cache.delete_memoized(user_has_membership): {} queries", queries());
+    println!(
+        "after cache.delete_memoized(user_has_membership): {} queries",
+        queries()
+    );
 
-    let demo = Person { id: 1, name: "demo".into() };
-    let same_row = Person { id: 1, name: "demo".into() };
+    let demo = Person {
+        id: 1,
+        name: "demo".into(),
+    };
+    let same_row = Person {
+        id: 1,
+        name: "demo".into(),
+    };
     demo.has_membership(7);
     same_row.has_membership(7);
-    println!("two Person objects for row 1, two calls: {} queries so far", queries());
+    println!(
+        "two Person objects for row 1, two calls: {} queries so far",
+        queries()
+    );
     demo.has_membership_delete_memoized(7)?;
     same_row.has_membership(7);
     Person::has_membership_delete_memoized_all()?;
-    println!("deleted through the method and for the whole method: {} queries", queries());
-    println!("key for Person(1).has_membership(7): {}", demo.has_membership_make_cache_key(7));
+    println!(
+        "deleted through the method and for the whole method: {} queries",
+        queries()
+    );
+    println!(
+        "key for Person(1).has_membership(7): {}",
+        demo.has_membership_make_cache_key(7)
+    );
     Ok(())
 }
