@@ -32,6 +32,8 @@ pub struct CacheBuilder {
     threshold: usize,
     servers: Vec<String>,
     credentials: Option<(String, String)>,
+    #[cfg(feature = "memcached")]
+    memcached: crate::memcached::MemcachedOptions,
 }
 
 #[derive(Clone)]
@@ -52,6 +54,8 @@ impl Default for CacheBuilder {
             threshold: DEFAULT_THRESHOLD,
             servers: Vec::new(),
             credentials: None,
+            #[cfg(feature = "memcached")]
+            memcached: Default::default(),
         }
     }
 }
@@ -96,6 +100,24 @@ impl CacheBuilder {
     {
         self.kind = Kind::Memcached;
         self.servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Timeouts, failover and pool settings of the memcached client (the seeds' libmemcached
+    /// behaviours by default).
+    #[cfg(feature = "memcached")]
+    pub fn memcached_options(mut self, options: crate::memcached::MemcachedOptions) -> Self {
+        let spread = self.memcached.spread;
+        self.memcached = options;
+        self.memcached.spread |= spread;
+        self
+    }
+
+    /// Splits memcached values above the item size limit over several keys
+    /// (`spreadsaslmemcached`).
+    #[cfg(feature = "memcached")]
+    pub fn spread_large_values(mut self, spread: bool) -> Self {
+        self.memcached.spread = spread;
         self
     }
 
@@ -193,9 +215,20 @@ impl CacheBuilder {
             // Caches nothing, so concurrent calls are not merged either.
             Kind::Null => Ok(Cache::assemble(Arc::new(NullBackend), timeout, false)),
             Kind::Custom(backend) => Ok(Cache::assemble(backend, timeout, true)),
+            #[cfg(feature = "memcached")]
+            Kind::Memcached => {
+                let backend = crate::memcached::MemcachedBackend::connect(
+                    &self.servers,
+                    self.credentials,
+                    self.key_prefix,
+                    self.memcached,
+                )?;
+                Ok(Cache::assemble(Arc::new(backend), timeout, true))
+            }
+            #[cfg(not(feature = "memcached"))]
             Kind::Memcached => Err(Error::config(
                 "CACHE_TYPE",
-                "memcached is not available in this build of cachemacro",
+                "memcached support is not compiled in: enable cachemacro's `memcached` feature",
             )),
             Kind::Other(name) => Err(Error::config(
                 "CACHE_TYPE",

@@ -24,6 +24,8 @@ mod error;
 mod flight;
 mod global;
 pub mod keys;
+#[cfg(feature = "memcached")]
+pub mod memcached;
 pub mod memo;
 mod stats;
 mod timeout;
