@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use cachemacro::{cached, memoize, Backend, Cache, Error, Value};
-use common::{simple, Calls};
+use common::{cache as simple, Calls};
 
 static CACHE: LazyLock<Cache> = LazyLock::new(simple);
 static FETCH_CALLS: Calls = Calls::new();

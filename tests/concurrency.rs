@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use cachemacro::{memoize, Cache};
 
-static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::builder().threshold(256).build().unwrap());
+mod common;
+
+static CACHE: LazyLock<Cache> = LazyLock::new(|| common::builder().threshold(256).build().unwrap());
 
 /// The "database": bumped before every invalidation.
 static GENERATION: AtomicU64 = AtomicU64::new(0);

@@ -8,9 +8,8 @@ use std::sync::{Arc, Barrier, LazyLock};
 use std::thread;
 use std::time::Duration;
 
-use cachemacro::backends::SimpleBackend;
 use cachemacro::{memoize, Cache, Value};
-use common::{simple, Broken, Calls, Counting};
+use common::{cache as simple, Broken, Calls, Counting};
 
 static COUNTED: LazyLock<(Cache, Arc<Counting>)> = LazyLock::new(Counting::cache);
 static COUNTED_CACHE: LazyLock<Cache> = LazyLock::new(|| COUNTED.0.clone());
@@ -68,13 +67,10 @@ fn a_lost_version_key_invalidates_safely_and_recovers() {
     assert_eq!(LOST_CALLS.get(), 2);
 }
 
-static SHARED: LazyLock<Arc<SimpleBackend>> =
-    LazyLock::new(|| Arc::new(SimpleBackend::new(10_000)));
-/// Two `Cache` handles on one backend stand for two processes sharing one memcached.
-static PROCESS_A: LazyLock<Cache> =
-    LazyLock::new(|| Cache::builder().backend(SHARED.clone()).build().unwrap());
-static PROCESS_B: LazyLock<Cache> =
-    LazyLock::new(|| Cache::builder().backend(SHARED.clone()).build().unwrap());
+/// Two `Cache` handles on one store stand for two processes sharing one memcached.
+static PROCESSES: LazyLock<(Cache, Cache)> = LazyLock::new(common::two_processes);
+static PROCESS_A: LazyLock<Cache> = LazyLock::new(|| PROCESSES.0.clone());
+static PROCESS_B: LazyLock<Cache> = LazyLock::new(|| PROCESSES.1.clone());
 static RACE_CALLS: Calls = Calls::new();
 
 #[memoize(cache = PROCESS_A)]

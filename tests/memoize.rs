@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use cachemacro::{memoize, Cache};
-use common::{simple, Calls};
+use common::{cache as simple, past, Calls};
 
 static CACHE: LazyLock<Cache> = LazyLock::new(simple);
 
@@ -98,7 +98,7 @@ fn entries_expire_after_their_timeout() {
     timed(1);
     timed(1);
     assert_eq!(TIMED_CALLS.get(), 1);
-    std::thread::sleep(Duration::from_millis(450));
+    past(Duration::from_millis(300));
     timed(1);
     assert_eq!(TIMED_CALLS.get(), 2, "expired after 300 ms");
 }
@@ -114,16 +114,15 @@ fn secs(a: u8) -> u8 {
 #[test]
 fn integer_timeouts_are_seconds() {
     secs(1);
-    std::thread::sleep(Duration::from_millis(300));
     secs(1);
-    assert_eq!(SECS_CALLS.get(), 1, "still fresh after 0.3 s");
-    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(SECS_CALLS.get(), 1, "still fresh");
+    past(Duration::from_secs(1));
     secs(1);
     assert_eq!(SECS_CALLS.get(), 2, "expired after 1 s");
 }
 
 static NEVER: LazyLock<Cache> = LazyLock::new(|| {
-    Cache::builder()
+    common::builder()
         .default_timeout(Duration::from_millis(200))
         .build()
         .unwrap()
@@ -148,7 +147,7 @@ fn default_timeout(a: u8) -> u8 {
 fn zero_means_never_and_absent_means_the_cache_default() {
     never_expires(1);
     default_timeout(1);
-    std::thread::sleep(Duration::from_millis(350));
+    past(Duration::from_millis(200));
     never_expires(1);
     default_timeout(1);
     assert_eq!(NEVER_CALLS.get(), 1);

@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::LazyLock;
 
 use cachemacro::{memoize, Cache};
-use common::{simple, Calls};
+use common::{cache as simple, Calls};
 
 static CACHE: LazyLock<Cache> = LazyLock::new(simple);
 static MEMBERSHIP_CALLS: Calls = Calls::new();

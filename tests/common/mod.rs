@@ -1,5 +1,12 @@
 //! Shared by the integration tests.
+//!
+//! The contract tests run on the in-memory backend, and again on a real memcached server
+//! when `CACHEMACRO_TEST_BACKEND=memcached` (as `scripts/test` does): `cache()` and
+//! `builder()` hand out caches of the selected backend, each under its own key prefix.
 #![allow(dead_code, unreachable_pub)]
+
+#[path = "../support/memcached.rs"]
+mod memcached_server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,9 +15,67 @@ use std::time::Duration;
 use cachemacro::backends::SimpleBackend;
 use cachemacro::{Backend, Cache, Error, Value};
 
-/// A fresh in-memory cache.
-pub fn simple() -> Cache {
-    Cache::builder().simple().threshold(10_000).build().unwrap()
+/// Whether this run targets memcached.
+pub fn on_memcached() -> bool {
+    std::env::var("CACHEMACRO_TEST_BACKEND").is_ok_and(|b| b == "memcached")
+}
+
+/// The memcached server of this test process (started on first use, stopped when the
+/// process exits).
+fn server() -> &'static memcached_server::Memcached {
+    static SERVER: std::sync::OnceLock<memcached_server::Memcached> = std::sync::OnceLock::new();
+    SERVER.get_or_init(memcached_server::Memcached::start)
+}
+
+/// A builder for the selected backend, with a key prefix of its own.
+pub fn builder() -> cachemacro::CacheBuilder {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    if on_memcached() {
+        let prefix = format!(
+            "t{}-{}:",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        Cache::builder()
+            .memcached([server().addr()])
+            .key_prefix(prefix)
+    } else {
+        Cache::builder().simple().threshold(10_000)
+    }
+}
+
+/// A fresh cache of the selected backend.
+pub fn cache() -> Cache {
+    builder().build().unwrap()
+}
+
+/// Two caches sharing one store, as two processes sharing one memcached would.
+pub fn two_processes() -> (Cache, Cache) {
+    if on_memcached() {
+        let prefix = format!("shared{}:", std::process::id());
+        let b = || {
+            Cache::builder()
+                .memcached([server().addr()])
+                .key_prefix(prefix.clone())
+        };
+        (b().build().unwrap(), b().build().unwrap())
+    } else {
+        let shared = Arc::new(SimpleBackend::new(10_000));
+        let b = || Cache::builder().backend(shared.clone()).build().unwrap();
+        (b(), b())
+    }
+}
+
+/// Sleeps until an entry written now with lifetime `ttl` has surely expired: memcached
+/// counts whole seconds.
+pub fn past(ttl: Duration) {
+    let wait = if on_memcached() {
+        Duration::from_secs(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+            + Duration::from_millis(1100)
+    } else {
+        ttl + Duration::from_millis(150)
+    };
+    std::thread::sleep(wait);
 }
 
 /// Counts the requests that reach the backend (a real `SimpleBackend` behind it).
