@@ -4,7 +4,7 @@
 #![allow(missing_docs)]
 
 #[path = "../tests/support/memcached.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod server;
 
 use std::hint::black_box;
