@@ -208,3 +208,15 @@ fn timeouts_from_numbers_and_durations() {
     assert_eq!(Timeout::from(Duration::ZERO), Timeout::Never);
     assert_eq!(Timeout::from(None::<Duration>), Timeout::Default);
 }
+
+#[test]
+fn the_selected_backend_is_the_one_in_use() {
+    let expected = match std::env::var("CACHEMACRO_TEST_BACKEND")
+        .unwrap_or_default()
+        .as_str()
+    {
+        "" => "simple".to_owned(),
+        other => other.to_owned(),
+    };
+    assert_eq!(simple().backend().name(), expected);
+}

@@ -34,6 +34,10 @@ pub struct CacheBuilder {
     credentials: Option<(String, String)>,
     #[cfg(feature = "memcached")]
     memcached: crate::memcached::MemcachedOptions,
+    redis_password: Option<String>,
+    #[cfg(feature = "redis")]
+    redis: crate::redis::RedisOptions,
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone)]
@@ -41,7 +45,8 @@ enum Kind {
     Simple,
     Null,
     Memcached,
-    Other(&'static str),
+    Redis,
+    Filesystem,
     Custom(Arc<dyn Backend>),
 }
 
@@ -56,6 +61,10 @@ impl Default for CacheBuilder {
             credentials: None,
             #[cfg(feature = "memcached")]
             memcached: Default::default(),
+            redis_password: None,
+            #[cfg(feature = "redis")]
+            redis: Default::default(),
+            dir: None,
         }
     }
 }
@@ -66,7 +75,8 @@ impl fmt::Debug for CacheBuilder {
             Kind::Simple => "simple",
             Kind::Null => "null",
             Kind::Memcached => "memcached",
-            Kind::Other(name) => name,
+            Kind::Redis => "redis",
+            Kind::Filesystem => "filesystem",
             Kind::Custom(b) => b.name(),
         };
         f.debug_struct("CacheBuilder")
@@ -118,6 +128,43 @@ impl CacheBuilder {
     #[cfg(feature = "memcached")]
     pub fn spread_large_values(mut self, spread: bool) -> Self {
         self.memcached.spread = spread;
+        self
+    }
+
+    /// A redis server (`redis://[user:password@]host:port/db`); a server in cluster mode
+    /// makes a cluster client.
+    pub fn redis(self, url: impl Into<String>) -> Self {
+        self.redis_cluster([url.into()])
+    }
+
+    /// A redis cluster, from one or more of its nodes' URLs.
+    pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.kind = Kind::Redis;
+        self.servers = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The redis password, when it is not in the URL.
+    pub fn redis_password(mut self, password: impl Into<String>) -> Self {
+        self.redis_password = Some(password.into());
+        self
+    }
+
+    /// Timeouts and pool settings of the redis client.
+    #[cfg(feature = "redis")]
+    pub fn redis_options(mut self, options: crate::redis::RedisOptions) -> Self {
+        self.redis = options;
+        self
+    }
+
+    /// Files under `dir`, one per key (`CACHE_DIR`).
+    pub fn filesystem(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.kind = Kind::Filesystem;
+        self.dir = Some(dir.into());
         self
     }
 
@@ -189,8 +236,30 @@ impl CacheBuilder {
                 }
                 Kind::Memcached
             }
-            "redis" => Kind::Other("redis"),
-            "filesystem" => Kind::Other("filesystem"),
+            "redis" => {
+                b.servers = match (config.cache_redis_url, config.cache_redis_host) {
+                    (Some(urls), _) => urls
+                        .split(',')
+                        .map(|u| u.trim().to_owned())
+                        .filter(|u| !u.is_empty())
+                        .collect(),
+                    (None, host) => vec![format!(
+                        "redis://{}:{}/{}",
+                        host.as_deref().unwrap_or("localhost"),
+                        config.cache_redis_port.unwrap_or(6379),
+                        config.cache_redis_db.unwrap_or(0)
+                    )],
+                };
+                b.redis_password = config.cache_redis_password;
+                Kind::Redis
+            }
+            "filesystem" => {
+                let dir = config.cache_dir.ok_or_else(|| {
+                    Error::config("CACHE_DIR", "CACHE_TYPE=filesystem needs a directory")
+                })?;
+                b.dir = Some(dir.into());
+                Kind::Filesystem
+            }
             other => {
                 return Err(Error::config(
                     "CACHE_TYPE",
@@ -230,9 +299,26 @@ impl CacheBuilder {
                 "CACHE_TYPE",
                 "memcached support is not compiled in: enable cachemacro's `memcached` feature",
             )),
-            Kind::Other(name) => Err(Error::config(
+            #[cfg(feature = "redis")]
+            Kind::Redis => {
+                let backend = crate::redis::RedisBackend::connect(
+                    &self.servers,
+                    self.redis_password,
+                    self.key_prefix,
+                    self.redis,
+                )?;
+                Ok(Cache::assemble(Arc::new(backend), timeout, true))
+            }
+            #[cfg(feature = "filesystem")]
+            Kind::Filesystem => {
+                let dir = self.dir.unwrap_or_default();
+                let backend = crate::filesystem::FilesystemBackend::open(dir, self.threshold)?;
+                Ok(Cache::assemble(Arc::new(backend), timeout, true))
+            }
+            #[cfg(not(all(feature = "redis", feature = "filesystem")))]
+            Kind::Redis | Kind::Filesystem => Err(Error::config(
                 "CACHE_TYPE",
-                format!("{name} is not available in this build of cachemacro"),
+                "this backend's feature (`redis` or `filesystem`) is not compiled in",
             )),
         }
     }

@@ -45,9 +45,21 @@ pub struct CacheConfig {
     /// SASL password for memcached.
     #[serde(alias = "CACHE_MEMCACHED_PASSWORD")]
     pub cache_memcached_password: Option<String>,
-    /// `redis://[user:password@]host:port/db`.
+    /// `redis://[user:password@]host:port/db`; several, comma-separated, for a cluster.
     #[serde(alias = "CACHE_REDIS_URL")]
     pub cache_redis_url: Option<String>,
+    /// The redis host, when no URL is given. Unset: `localhost`.
+    #[serde(alias = "CACHE_REDIS_HOST")]
+    pub cache_redis_host: Option<String>,
+    /// The redis port, when no URL is given. Unset: 6379.
+    #[serde(alias = "CACHE_REDIS_PORT")]
+    pub cache_redis_port: Option<u16>,
+    /// The redis password (with a URL or a host).
+    #[serde(alias = "CACHE_REDIS_PASSWORD")]
+    pub cache_redis_password: Option<String>,
+    /// The redis database number, when no URL is given. Unset: 0.
+    #[serde(alias = "CACHE_REDIS_DB")]
+    pub cache_redis_db: Option<u32>,
     /// The directory of the `filesystem` backend.
     #[serde(alias = "CACHE_DIR")]
     pub cache_dir: Option<String>,
@@ -78,7 +90,8 @@ fn split_servers(s: &str) -> Vec<String> {
 impl CacheConfig {
     /// Reads `CACHE_TYPE`, `CACHE_DEFAULT_TIMEOUT`, `CACHE_THRESHOLD`, `CACHE_KEY_PREFIX`,
     /// `CACHE_MEMCACHED_SERVERS`, `CACHE_MEMCACHED_USERNAME`, `CACHE_MEMCACHED_PASSWORD`,
-    /// `CACHE_REDIS_URL` and `CACHE_DIR`; when `CACHE_TYPE` is unset, also MemCachier's
+    /// `CACHE_REDIS_URL`, `CACHE_REDIS_HOST`, `CACHE_REDIS_PORT`, `CACHE_REDIS_PASSWORD`,
+    /// `CACHE_REDIS_DB` and `CACHE_DIR`; when `CACHE_TYPE` is unset, also MemCachier's
     /// `MEMCACHIER_SERVERS`, `MEMCACHIER_USERNAME` and `MEMCACHIER_PASSWORD`. Empty
     /// variables count as unset. A value that does not parse is an `Err` naming its variable.
     pub fn from_env() -> Result<CacheConfig, Error> {
@@ -113,6 +126,10 @@ impl CacheConfig {
             cache_memcached_username: var("CACHE_MEMCACHED_USERNAME")?,
             cache_memcached_password: var("CACHE_MEMCACHED_PASSWORD")?,
             cache_redis_url: var("CACHE_REDIS_URL")?,
+            cache_redis_host: var("CACHE_REDIS_HOST")?,
+            cache_redis_port: number("CACHE_REDIS_PORT", var("CACHE_REDIS_PORT")?)?,
+            cache_redis_password: var("CACHE_REDIS_PASSWORD")?,
+            cache_redis_db: number("CACHE_REDIS_DB", var("CACHE_REDIS_DB")?)?,
             cache_dir: var("CACHE_DIR")?,
         };
         if config.cache_type.is_none() {

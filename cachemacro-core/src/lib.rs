@@ -21,12 +21,16 @@ mod builder;
 mod cache;
 mod config;
 mod error;
+#[cfg(feature = "filesystem")]
+pub mod filesystem;
 mod flight;
 mod global;
 pub mod keys;
 #[cfg(feature = "memcached")]
 pub mod memcached;
 pub mod memo;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod stats;
 mod timeout;
 mod value;

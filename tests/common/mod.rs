@@ -1,12 +1,14 @@
 //! Shared by the integration tests.
 //!
-//! The contract tests run on the in-memory backend, and again on a real memcached server
-//! when `CACHEMACRO_TEST_BACKEND=memcached` (as `scripts/test` does): `cache()` and
-//! `builder()` hand out caches of the selected backend, each under its own key prefix.
+//! The contract tests run on the in-memory backend, and again with
+//! `CACHEMACRO_TEST_BACKEND` set to `memcached`, `redis` or `filesystem` (as `scripts/test`
+//! does): `cache()` and `builder()` hand out caches of the selected backend, each under a key
+//! prefix (or directory) of its own, on a real server this test process starts.
 #![allow(dead_code, unreachable_pub)]
 
-#[path = "../support/memcached.rs"]
-mod memcached_server;
+#[path = "../support/mod.rs"]
+mod support;
+use support::memcached as memcached_server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,9 +17,40 @@ use std::time::Duration;
 use cachemacro::backends::SimpleBackend;
 use cachemacro::{Backend, Cache, Error, Value};
 
+fn selected() -> String {
+    std::env::var("CACHEMACRO_TEST_BACKEND").unwrap_or_default()
+}
+
 /// Whether this run targets memcached.
 pub fn on_memcached() -> bool {
-    std::env::var("CACHEMACRO_TEST_BACKEND").is_ok_and(|b| b == "memcached")
+    selected() == "memcached"
+}
+
+/// The redis server of this test process.
+fn redis_server() -> &'static support::redis::Redis {
+    static SERVER: std::sync::OnceLock<support::redis::Redis> = std::sync::OnceLock::new();
+    SERVER.get_or_init(support::redis::Redis::start)
+}
+
+/// A directory of this test process, removed when the process exits.
+fn fs_dir(n: usize) -> std::path::PathBuf {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let me = std::process::id();
+        let root = std::env::temp_dir().join(format!("cachemacro-fs-{me}"));
+        let _ = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; rm -rf '{}'",
+                    root.display()
+                ),
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        root
+    });
+    root.join(n.to_string())
 }
 
 /// The memcached server of this test process (started on first use, stopped when the
@@ -30,17 +63,20 @@ fn server() -> &'static memcached_server::Memcached {
 /// A builder for the selected backend, with a key prefix of its own.
 pub fn builder() -> cachemacro::CacheBuilder {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    if on_memcached() {
-        let prefix = format!(
-            "t{}-{}:",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        Cache::builder()
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let prefix = format!("t{}-{n}:", std::process::id());
+    match selected().as_str() {
+        "memcached" => Cache::builder()
             .memcached([server().addr()])
-            .key_prefix(prefix)
-    } else {
-        Cache::builder().simple().threshold(10_000)
+            .key_prefix(prefix),
+        "redis" => Cache::builder()
+            .redis(redis_server().url())
+            .key_prefix(prefix),
+        "filesystem" => Cache::builder().filesystem(fs_dir(n)).threshold(10_000),
+        "" => Cache::builder().simple().threshold(10_000),
+        other => {
+            panic!("CACHEMACRO_TEST_BACKEND={other:?}: expected memcached, redis or filesystem")
+        }
     }
 }
 
@@ -51,18 +87,30 @@ pub fn cache() -> Cache {
 
 /// Two caches sharing one store, as two processes sharing one memcached would.
 pub fn two_processes() -> (Cache, Cache) {
-    if on_memcached() {
-        let prefix = format!("shared{}:", std::process::id());
-        let b = || {
+    let prefix = format!("shared{}:", std::process::id());
+    let b = || match selected().as_str() {
+        "memcached" => Some(
             Cache::builder()
                 .memcached([server().addr()])
-                .key_prefix(prefix.clone())
-        };
-        (b().build().unwrap(), b().build().unwrap())
-    } else {
-        let shared = Arc::new(SimpleBackend::new(10_000));
-        let b = || Cache::builder().backend(shared.clone()).build().unwrap();
-        (b(), b())
+                .key_prefix(prefix.clone()),
+        ),
+        "redis" => Some(
+            Cache::builder()
+                .redis(redis_server().url())
+                .key_prefix(prefix.clone()),
+        ),
+        "filesystem" => Some(Cache::builder().filesystem(fs_dir(usize::MAX))),
+        _ => None,
+    };
+    match (b(), b()) {
+        (Some(x), Some(y)) => (x.build().unwrap(), y.build().unwrap()),
+        _ => {
+            let shared = Arc::new(SimpleBackend::new(10_000));
+            (
+                Cache::builder().backend(shared.clone()).build().unwrap(),
+                Cache::builder().backend(shared).build().unwrap(),
+            )
+        }
     }
 }
 

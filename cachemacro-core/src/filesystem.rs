@@ -1,0 +1,334 @@
+//! `CACHE_TYPE=filesystem`: one file per key under `CACHE_DIR`, shared by every process that
+//! opens the same directory.
+//!
+//! - A file's name is the 128-bit hash of its key in hex, so no key ("../../etc/passwd", NUL
+//!   bytes, 10 kB keys) can name a path outside the directory. The file holds the key too, so
+//!   a file of another key or of another program is a miss.
+//! - Writes go to a temporary file in the same directory, renamed over the entry: readers see
+//!   the old file or the new one, never a torn one. `add` links the temporary file into place,
+//!   which fails if the entry exists: atomic across processes.
+//! - `inc`/`dec` and pruning take an exclusive lock on the directory's lock file.
+//! - `threshold` bounds the entries of every process together: past it, a write prunes expired
+//!   entries first, then the oldest written, down to nine tenths of the threshold. Entries
+//!   that never expire are not preferred for eviction (cachelib's sort evicts them first).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::{Backend, Error, Value};
+
+const MAGIC: &[u8; 6] = b"CMFS1\0";
+const HEADER: usize = MAGIC.len() + 8 + 4;
+const LOCK_FILE: &str = ".cachemacro.lock";
+
+/// The filesystem backend.
+pub struct FilesystemBackend {
+    dir: PathBuf,
+    threshold: usize,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Backend(format!("{what} {}: {e}", path.display()))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// A parsed entry file.
+struct Entry {
+    expires: u64,
+    value: Vec<u8>,
+}
+
+impl Entry {
+    fn live(&self) -> bool {
+        self.expires == 0 || self.expires > now_ms()
+    }
+}
+
+fn entry_name(name: &str) -> bool {
+    name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl FilesystemBackend {
+    /// A cache in `dir` (created if missing) of at most `threshold` entries.
+    pub fn open(dir: impl Into<PathBuf>, threshold: usize) -> Result<FilesystemBackend, Error> {
+        let dir = dir.into();
+        if dir.as_os_str().is_empty() {
+            return Err(Error::config("CACHE_DIR", "the directory is empty"));
+        }
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::config("CACHE_DIR", format!("{}: {e}", dir.display())))?;
+        let probe = dir.join(LOCK_FILE);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&probe)
+            .map_err(|e| {
+                Error::config(
+                    "CACHE_DIR",
+                    format!("{} is not writable: {e}", dir.display()),
+                )
+            })?;
+        Ok(FilesystemBackend {
+            dir,
+            threshold: threshold.max(1),
+        })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{:032x}", xxh3_128(key.as_bytes())))
+    }
+
+    fn encode(key: &str, value: &[u8], ttl: Option<Duration>) -> Vec<u8> {
+        let expires = ttl.map_or(0, |t| now_ms() + (t.as_millis() as u64).max(1));
+        let mut out = Vec::with_capacity(HEADER + key.len() + value.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&expires.to_le_bytes());
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// The entry for `key` at `path`; `None` when absent, not ours, or not for this key.
+    fn read(&self, key: Option<&str>, path: &Path) -> Result<Option<Entry>, Error> {
+        let mut bytes = Vec::new();
+        match File::open(path) {
+            Ok(mut f) => f.read_to_end(&mut bytes).map_err(|e| io("read", path, e))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("open", path, e)),
+        };
+        if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
+            return Ok(None);
+        }
+        let expires = u64::from_le_bytes(bytes[6..14].try_into().unwrap_or_default());
+        let key_len = u32::from_le_bytes(bytes[14..18].try_into().unwrap_or_default()) as usize;
+        let Some(stored_key) = bytes.get(HEADER..HEADER + key_len) else {
+            return Ok(None);
+        };
+        if key.is_some_and(|k| k.as_bytes() != stored_key) {
+            return Ok(None);
+        }
+        let value = bytes[HEADER + key_len..].to_vec();
+        Ok(Some(Entry { expires, value }))
+    }
+
+    /// A temporary file in the directory holding `contents`.
+    fn temp(&self, contents: &[u8]) -> Result<PathBuf, Error> {
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io("create", &tmp, e))?;
+        f.write_all(contents).map_err(|e| io("write", &tmp, e))?;
+        Ok(tmp)
+    }
+
+    fn write(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        let path = self.path(key);
+        let tmp = self.temp(&Self::encode(key, value, ttl))?;
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io("rename", &path, e)
+        })?;
+        self.prune_if_needed();
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<File, Error> {
+        let path = self.dir.join(LOCK_FILE);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io("open", &path, e))?;
+        f.lock().map_err(|e| io("lock", &path, e))?;
+        Ok(f)
+    }
+
+    fn entries(&self) -> Vec<PathBuf> {
+        fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_str().is_some_and(entry_name))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many entries the directory holds (every process's).
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Whether the directory holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn prune_if_needed(&self) {
+        let entries = self.entries();
+        if entries.len() <= self.threshold {
+            return;
+        }
+        // One pruner at a time; the others go on (the next write will look again).
+        let path = self.dir.join(LOCK_FILE);
+        let Ok(lock) = OpenOptions::new().create(true).append(true).open(&path) else {
+            return;
+        };
+        if lock.try_lock().is_err() {
+            return;
+        }
+        let target = self.threshold - self.threshold / 10;
+        let mut live = Vec::with_capacity(entries.len());
+        let mut count = entries.len();
+        for p in self.entries() {
+            match self.read(None, &p) {
+                Ok(Some(e)) if e.live() => {
+                    let written = fs::metadata(&p)
+                        .and_then(|m| m.modified())
+                        .unwrap_or(UNIX_EPOCH);
+                    live.push((written, p));
+                }
+                // Expired, not ours or unreadable: these go first.
+                _ => {
+                    if fs::remove_file(&p).is_ok() {
+                        count -= 1;
+                    }
+                }
+            }
+        }
+        if count > target {
+            live.sort();
+            for (_, p) in live.into_iter().take(count - target) {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+
+    fn counter(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        let _lock = self.lock()?;
+        let path = self.path(key);
+        let (current, expires) = match self.read(Some(key), &path)? {
+            Some(e) if e.live() => {
+                let n = Value::from_bytes(e.value)
+                    .as_i64()
+                    .ok_or_else(|| Error::NotANumber(key.to_owned()))?;
+                (n, e.expires)
+            }
+            _ => (0, 0),
+        };
+        let n = current
+            .checked_add(delta)
+            .ok_or_else(|| Error::NotANumber(key.to_owned()))?;
+        let ttl =
+            (expires != 0).then(|| Duration::from_millis(expires.saturating_sub(now_ms()).max(1)));
+        self.write(key, &Value::int(n).to_bytes()?, ttl)?;
+        Ok(n)
+    }
+}
+
+impl Backend for FilesystemBackend {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Value>, Error> {
+        Ok(self
+            .read(Some(key), &self.path(key))?
+            .filter(Entry::live)
+            .map(|e| Value::from_bytes(e.value)))
+    }
+
+    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, Error> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
+        self.write(key, &value.to_bytes()?, ttl)
+    }
+
+    fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
+        let path = self.path(key);
+        let tmp = self.temp(&Self::encode(key, &value.to_bytes()?, ttl))?;
+        let result = (|| {
+            for _ in 0..2 {
+                match fs::hard_link(&tmp, &path) {
+                    Ok(()) => return Ok(true),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        // Taken, unless what is there is expired or not an entry of this key.
+                        match self.read(Some(key), &path)? {
+                            Some(e) if e.live() => return Ok(false),
+                            _ => {
+                                let _ = fs::remove_file(&path);
+                            }
+                        }
+                    }
+                    Err(e) => return Err(io("link", &path, e)),
+                }
+            }
+            Ok(false)
+        })();
+        let _ = fs::remove_file(&tmp);
+        if result == Ok(true) {
+            self.prune_if_needed();
+        }
+        result
+    }
+
+    fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
+        for (k, v) in items {
+            self.set(k, v.clone(), ttl)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<bool, Error> {
+        let path = self.path(key);
+        let live = self.read(Some(key), &path)?.is_some_and(|e| e.live());
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(live),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("remove", &path, e)),
+        }
+    }
+
+    fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
+        let mut n = 0;
+        for k in keys {
+            n += usize::from(self.delete(k)?);
+        }
+        Ok(n)
+    }
+
+    fn inc(&self, key: &str, delta: i64) -> Result<i64, Error> {
+        self.counter(key, delta)
+    }
+
+    /// Removes this cache's entry files; other files in the directory stay.
+    fn clear(&self) -> Result<(), Error> {
+        for p in self.entries() {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &p, e)),
+            }
+        }
+        Ok(())
+    }
+}
