@@ -11,10 +11,13 @@
 //! - `threshold` bounds the entries of every process together: past it, a write prunes expired
 //!   entries first, then the oldest written, down to nine tenths of the threshold. Entries
 //!   that never expire are not preferred for eviction (cachelib's sort evicts them first).
+//!   Each process looks at the directory at least every `threshold / 20` of its writes, so
+//!   other processes can take it past the threshold by that much between looks.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use xxhash_rust::xxh3::xxh3_128;
@@ -29,6 +32,10 @@ const LOCK_FILE: &str = ".cachemacro.lock";
 pub struct FilesystemBackend {
     dir: PathBuf,
     threshold: usize,
+    /// Entries counted at the last look at the directory (`usize::MAX`: not looked yet).
+    known: AtomicUsize,
+    /// Writes of this process since then.
+    since: AtomicUsize,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -81,6 +88,8 @@ impl FilesystemBackend {
         Ok(FilesystemBackend {
             dir,
             threshold: threshold.max(1),
+            known: AtomicUsize::new(usize::MAX),
+            since: AtomicUsize::new(0),
         })
     }
 
@@ -181,8 +190,21 @@ impl FilesystemBackend {
         self.len() == 0
     }
 
+    /// Counting entries lists the directory, so it is done on the first write, every
+    /// `threshold / 20` writes (other processes write too), and on every write once this
+    /// process's count could pass the threshold.
     fn prune_if_needed(&self) {
+        let since = self.since.fetch_add(1, Ordering::Relaxed) + 1;
+        let known = self.known.load(Ordering::Relaxed);
+        if known != usize::MAX
+            && known + since <= self.threshold
+            && since < (self.threshold / 20).max(1)
+        {
+            return;
+        }
+        self.since.store(0, Ordering::Relaxed);
         let entries = self.entries();
+        self.known.store(entries.len(), Ordering::Relaxed);
         if entries.len() <= self.threshold {
             return;
         }
@@ -216,9 +238,12 @@ impl FilesystemBackend {
         if count > target {
             live.sort();
             for (_, p) in live.into_iter().take(count - target) {
-                let _ = fs::remove_file(p);
+                if fs::remove_file(p).is_ok() {
+                    count -= 1;
+                }
             }
         }
+        self.known.store(count, Ordering::Relaxed);
     }
 
     fn counter(&self, key: &str, delta: i64) -> Result<i64, Error> {
