@@ -4,7 +4,6 @@
 #![allow(missing_docs)]
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod support;
 
 use std::hint::black_box;
@@ -70,7 +69,8 @@ fn bench(c: &mut Criterion) {
                 .unwrap(),
         )
         .unwrap();
-    let backends: [(&str, fn(u64) -> u64); 4] = [
+    type Memoized = fn(u64) -> u64;
+    let backends: [(&str, Memoized); 4] = [
         ("simple", on_simple),
         ("memcached", on_memcached),
         ("redis", on_redis),

@@ -215,7 +215,7 @@ fn forced_update_overwrites_what_normal_calls_read() {
 }
 
 fn only_even(v: &u32) -> bool {
-    v % 2 == 0
+    v.is_multiple_of(2)
 }
 
 static FILTER_CALLS: Calls = Calls::new();

@@ -42,11 +42,14 @@ fn fs_dir(n: usize) -> std::path::PathBuf {
             .args([
                 "-c",
                 &format!(
-                    "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; rm -rf '{}'",
+                    "{}; rm -rf '{}'",
+                    support::memcached::wait_for_exit(me),
                     root.display()
                 ),
             ])
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn();
         root
     });

@@ -45,13 +45,22 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Stops `pid` when this test process exits, however it exits.
-fn watchdog(pid: u32) {
+/// A shell loop that ends when process `pid` has exited (a zombie counts as exited: nobody
+/// may reap it while we wait).
+pub fn wait_for_exit(pid: u32) -> String {
+    format!(
+        "while kill -0 {pid} 2>/dev/null && [ \"$(cut -d' ' -f3 /proc/{pid}/stat 2>/dev/null)\" != Z ]; do sleep 0.2; done"
+    )
+}
+
+/// Stops `pid` when this test process exits, however it exits. The watchdog holds none of the
+/// test's output pipes, so a parent reading them is never kept waiting.
+pub fn watchdog(pid: u32) {
     let me = std::process::id();
     let _ = Command::new("sh")
         .args([
             "-c",
-            &format!("while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.2; done; kill -9 {pid} 2>/dev/null"),
+            &format!("( {} ) & w=$!; while kill -0 $w 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.2; done; kill -9 {pid} 2>/dev/null; kill $w 2>/dev/null", wait_for_exit(me)),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::memcached::free_port;
+use super::memcached::{free_port, watchdog};
 
 fn require(binary: &str) {
     let found = Command::new("sh")
@@ -17,14 +17,6 @@ fn require(binary: &str) {
         .map(|o| o.status.success())
         .unwrap_or(false);
     assert!(found, "`{binary}` is not installed: the redis tests need real servers (apt-get install -y redis-server; scripts/test installs it)");
-}
-
-fn watchdog(pid: u32) {
-    let me = std::process::id();
-    let _ = Command::new("sh")
-        .args(["-c", &format!("while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.2; done; kill -9 {pid} 2>/dev/null")])
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
-        .spawn();
 }
 
 fn signal(pid: u32, sig: &str) {
