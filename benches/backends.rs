@@ -14,6 +14,9 @@ use std::time::Duration;
 use cachemacro::{memoize, Cache};
 use criterion::{criterion_group, Criterion};
 
+#[path = "support/report.rs"]
+mod report;
+
 static SIMPLE: OnceLock<Cache> = OnceLock::new();
 static MEMCACHED: OnceLock<Cache> = OnceLock::new();
 static REDIS: OnceLock<Cache> = OnceLock::new();
@@ -100,13 +103,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn summary() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../criterion/memoized");
-    let mean = |id: &str| -> Option<f64> {
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(id).join("new/estimates.json")).ok()?)
-                .ok()?;
-        json["mean"]["point_estimate"].as_f64()
-    };
+    let mean = |id: &str| report::mean_ns("memoized", id);
     println!("\nmemoized call latency, µs (same run)");
     for name in ["simple", "memcached", "redis", "filesystem"] {
         if let (Some(hit), Some(miss)) =

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use cachemacro::{memoize, Cache};
 use criterion::{criterion_group, Criterion};
 
+#[path = "support/report.rs"]
+mod report;
+
 const KEYS: u64 = 1000;
 
 static CACHE: LazyLock<Cache> = LazyLock::new(|| {
@@ -132,20 +135,14 @@ fn bench(c: &mut Criterion) {
 /// estimates (mean time per hit per thread; lower is better, and at 2 threads a ratio below
 /// 1 is that much more throughput).
 fn summary() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../criterion");
-    let mean = |group: &str, id: &str| -> Option<f64> {
-        let path = dir.join(group).join(id).join("new/estimates.json");
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        json["mean"]["point_estimate"].as_f64()
-    };
     for threads in [1, 2] {
         let group = format!("hit_{threads}_thread");
-        let Some(base) = mean(&group, "cached_crate") else {
+        let Some(base) = report::mean_ns(&group, "cached_crate") else {
             continue;
         };
         println!("\n{group}: ns per hit per thread, and ratio to the cached crate");
         for name in NAMES {
-            if let Some(ns) = mean(&group, name) {
+            if let Some(ns) = report::mean_ns(&group, name) {
                 println!("  {name:<26} {ns:>8.1} ns  {:>5.2}x", ns / base);
             }
         }

@@ -14,6 +14,9 @@ use std::time::Duration;
 use cachemacro::{memoize, Cache};
 use criterion::{criterion_group, Criterion};
 
+#[path = "support/report.rs"]
+mod report;
+
 static CACHE: OnceLock<Cache> = OnceLock::new();
 
 #[memoize(cache = CACHE.get().unwrap(), timeout = 0)]
@@ -50,13 +53,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn summary() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../criterion/memcached_hit");
-    let mean = |id: &str| -> Option<f64> {
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(id).join("new/estimates.json")).ok()?)
-                .ok()?;
-        json["mean"]["point_estimate"].as_f64()
-    };
+    let mean = |id| report::mean_ns("memcached_hit", id);
     if let (Some(raw), Some(hit)) = (mean("raw_get"), mean("memoized_hit")) {
         println!(
             "\nmemcached: raw get {:.1} µs, memoized hit {:.1} µs, ratio {:.2}x",

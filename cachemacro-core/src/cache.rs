@@ -152,16 +152,14 @@ impl Cache {
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
+        if !self.inner.objects {
+            return Value::encoded(value, version);
+        }
         let v = Value::object(value.clone());
-        let v = match version {
+        Ok(match version {
             Some(ver) => v.with_version(ver),
             None => v,
-        };
-        if self.inner.objects {
-            Ok(v)
-        } else {
-            Ok(Value::from_bytes(v.to_bytes()?))
-        }
+        })
     }
 
     /// Decodes a value read back, turning undecodable ones into a logged, counted miss.

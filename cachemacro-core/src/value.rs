@@ -136,6 +136,15 @@ impl Value {
         }
     }
 
+    /// `value` encoded as a remote backend stores it, straight from the reference.
+    pub fn encoded<T: Serialize + ?Sized>(value: &T, version: Option<u64>) -> Result<Self, Error> {
+        let payload = rmp_serde::to_vec_named(value).map_err(codec)?;
+        Ok(Value {
+            version,
+            repr: Repr::Bytes(stored_form(&payload, version)),
+        })
+    }
+
     /// The same value tagged with a function version.
     pub fn with_version(mut self, version: u64) -> Self {
         self.version = Some(version);
@@ -153,15 +162,7 @@ impl Value {
             (Repr::Bytes(b), _) => Ok(b.clone()),
             (Repr::Int(i), None) => Ok(i.to_string().into_bytes()),
             (Repr::Int(i), Some(v)) => Ok(frame(Some(v), &rmp_serde::to_vec(i).map_err(codec)?)),
-            (Repr::Object(o), version) => {
-                let payload = o.encode()?;
-                if version.is_none() {
-                    if let Some(i) = msgpack_int(&payload) {
-                        return Ok(i.to_string().into_bytes());
-                    }
-                }
-                Ok(frame(version, &payload))
-            }
+            (Repr::Object(o), version) => Ok(stored_form(&o.encode()?, version)),
         }
     }
 
@@ -264,6 +265,15 @@ fn codec(e: impl fmt::Display) -> Error {
     Error::Codec(e.to_string())
 }
 
+/// The stored bytes for a MessagePack `payload`: decimal digits for a plain integer, else the
+/// framed payload.
+fn stored_form(payload: &[u8], version: Option<u64>) -> Vec<u8> {
+    match (version, msgpack_int(payload)) {
+        (None, Some(i)) => i.to_string().into_bytes(),
+        _ => frame(version, payload),
+    }
+}
+
 fn frame(version: Option<u64>, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + 8 + payload.len());
     out.extend_from_slice(&[MAGIC, FORMAT, if version.is_some() { VERSIONED } else { 0 }]);
@@ -341,6 +351,26 @@ mod tests {
         assert_eq!(
             (back.version(), back.decode::<i64>().unwrap()),
             (Some(9), 7)
+        );
+    }
+
+    #[test]
+    fn encoding_from_a_reference_matches_encoding_the_object() {
+        let same = |v: Value, e: Value| assert_eq!(v.to_bytes().unwrap(), e.to_bytes().unwrap());
+        same(Value::object(3u8), Value::encoded(&3u8, None).unwrap());
+        same(
+            Value::object("s".to_owned()),
+            Value::encoded("s", None).unwrap(),
+        );
+        let versioned = Value::encoded(&vec!["x".to_owned()], Some(5)).unwrap();
+        assert_eq!(versioned.version(), Some(5));
+        same(
+            Value::object(vec!["x".to_owned()]).with_version(5),
+            versioned,
+        );
+        assert_eq!(
+            Value::encoded(&-12i64, None).unwrap().to_bytes().unwrap(),
+            b"-12"
         );
     }
 

@@ -17,7 +17,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn require(binary: &str, package: &str) {
+/// Fails the test with a clear message when a server binary is missing.
+pub fn require(binary: &str, package: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {binary}")])
         .output()
@@ -25,7 +26,7 @@ fn require(binary: &str, package: &str) {
         .unwrap_or(false);
     assert!(
         found,
-        "`{binary}` is not installed: the memcached tests need real servers \
+        "`{binary}` is not installed: these tests need real servers \
          (apt-get install -y {package}; scripts/test installs them)"
     );
 }

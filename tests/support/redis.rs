@@ -8,16 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::memcached::{free_port, watchdog};
-
-fn require(binary: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {binary}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(found, "`{binary}` is not installed: the redis tests need real servers (apt-get install -y redis-server; scripts/test installs it)");
-}
+use super::memcached::{free_port, require, watchdog};
 
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
@@ -45,7 +36,7 @@ impl Redis {
     }
 
     fn launch_new(password: Option<String>, cluster: bool) -> Redis {
-        require("redis-server");
+        require("redis-server", "redis-server");
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("cachemacro-redis-{}-{port}", std::process::id()));
@@ -185,7 +176,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
-        require("redis-cli");
+        require("redis-cli", "redis-tools");
         let nodes: Vec<Redis> = (0..3).map(|_| Redis::launch_new(None, true)).collect();
         let addrs: Vec<String> = nodes
             .iter()
