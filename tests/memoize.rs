@@ -385,13 +385,11 @@ fn unit_return_types_work() {
 
 #[test]
 fn stats_count_hits_misses_sets_and_deletes() {
-    let cache = simple();
     #[memoize(cache = CACHE_FOR_STATS)]
     fn f(a: u8) -> u8 {
         a
     }
     static CACHE_FOR_STATS: LazyLock<Cache> = LazyLock::new(simple);
-    let _ = cache;
     f(1);
     f(1);
     f(1);

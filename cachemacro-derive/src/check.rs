@@ -4,7 +4,7 @@ use crate::attr::{Kind, Options};
 use crate::model::Func;
 
 pub(crate) fn check(opts: &Options, func: &Func, errors: &mut Vec<syn::Error>) {
-    if let Some((span, names)) = &opts.ignore.value {
+    if let Some(names) = opts.ignore.get() {
         for name in names {
             let known = func.args.iter().any(|a| a.name == *name)
                 || (name == "self" && func.receiver.is_some());
@@ -29,7 +29,6 @@ pub(crate) fn check(opts: &Options, func: &Func, errors: &mut Vec<syn::Error>) {
                 ));
             }
         }
-        let _ = span;
     }
     if opts.kind == Kind::Cached {
         let has_args = func.receiver.is_some() || !func.args.is_empty();
