@@ -22,6 +22,7 @@ pub struct Redis {
     pub port: u16,
     pub password: Option<String>,
     cluster: bool,
+    tls: bool,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -35,17 +36,49 @@ impl Redis {
         Redis::launch_new(Some(password.to_owned()), false)
     }
 
+    /// A TLS-only server with a self-signed certificate for 127.0.0.1.
+    pub fn start_tls() -> Redis {
+        Redis::launch_with(None, false, true)
+    }
+
     fn launch_new(password: Option<String>, cluster: bool) -> Redis {
+        Redis::launch_with(password, cluster, false)
+    }
+
+    fn launch_with(password: Option<String>, cluster: bool, tls: bool) -> Redis {
         require("redis-server", "redis-server");
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("cachemacro-redis-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        if tls {
+            require("openssl", "openssl");
+            let ok = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(dir.join("key.pem"))
+                .arg("-out")
+                .arg(dir.join("cert.pem"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "openssl could not make a test certificate");
+        }
         let mut r = Redis {
             port,
             password,
             cluster,
+            tls,
             dir,
             child: None,
         };
@@ -54,7 +87,8 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     pub fn pid(&self) -> u32 {
@@ -62,9 +96,16 @@ impl Redis {
     }
 
     fn launch(&mut self) {
+        let (plain, tls) = if self.tls {
+            (0, self.port)
+        } else {
+            (self.port, 0)
+        };
         let mut args: Vec<String> = vec![
             "--port".into(),
-            self.port.to_string(),
+            plain.to_string(),
+            "--tls-port".into(),
+            tls.to_string(),
             "--bind".into(),
             "127.0.0.1".into(),
             "--save".into(),
@@ -76,6 +117,16 @@ impl Redis {
         ];
         if let Some(p) = &self.password {
             args.extend(["--requirepass".into(), p.clone()]);
+        }
+        if self.tls {
+            args.extend([
+                "--tls-cert-file".into(),
+                self.dir.join("cert.pem").display().to_string(),
+                "--tls-key-file".into(),
+                self.dir.join("key.pem").display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]);
         }
         if self.cluster {
             args.extend([
@@ -116,6 +167,9 @@ impl Redis {
     pub fn command(&self, args: &[&str]) -> Option<String> {
         let mut cmd = Command::new("redis-cli");
         cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.tls {
+            cmd.args(["--tls", "--insecure"]);
+        }
         if let Some(p) = &self.password {
             cmd.args(["--no-auth-warning", "-a", p]);
         }

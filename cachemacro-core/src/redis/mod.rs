@@ -155,9 +155,18 @@ impl RedisBackend {
                     format!("redis refused the credentials: {e}"),
                 ))
             }
-            Err(e) => {
+            // Not up yet: it may come up later.
+            Err(e) if e.is_connection_refusal() || e.is_timeout() => {
                 tracing::warn!(target: "cachemacro", error = %e, "redis unreachable at start");
                 return Ok(false);
+            }
+            // Anything else (a TLS certificate refused, TLS not compiled in, an unknown host)
+            // is the configuration's fault.
+            Err(e) => {
+                return Err(Error::config(
+                    "CACHE_REDIS_URL",
+                    format!("cannot connect to redis: {e}"),
+                ))
             }
         };
         let _ = conn.set_read_timeout(Some(opts.io_timeout));
