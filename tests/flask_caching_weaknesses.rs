@@ -283,11 +283,14 @@ fn concurrent_misses_run_the_body_once() {
 
 static PANICKY: LazyLock<Cache> = LazyLock::new(simple);
 static PANICKY_CALLS: Calls = Calls::new();
+/// Set by the first body once it runs (and is about to panic).
+static LEADER_IN_BODY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[memoize(cache = PANICKY)]
 fn panics_first(a: u8) -> u8 {
     if PANICKY_CALLS.bump() == 1 {
-        thread::sleep(Duration::from_millis(100));
+        LEADER_IN_BODY.store(true, std::sync::atomic::Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(150));
         panic!("first call fails");
     }
     a
@@ -296,7 +299,10 @@ fn panics_first(a: u8) -> u8 {
 #[test]
 fn a_panicking_leader_releases_the_waiters() {
     let leader = thread::spawn(|| panics_first(1));
-    thread::sleep(Duration::from_millis(30));
+    // The follower starts once the leader is inside the body, whatever the backend's start-up.
+    while !LEADER_IN_BODY.load(std::sync::atomic::Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(1));
+    }
     let follower = thread::spawn(|| panics_first(1));
     assert!(leader.join().is_err());
     assert_eq!(follower.join().unwrap(), 1);
