@@ -40,6 +40,12 @@ fn theirs(a: u64) -> u64 {
     a.wrapping_mul(0x9e37_79b9)
 }
 
+/// `cached` with what cachemacro's `simple` backend always has: a bound and a lifetime.
+#[cached::proc_macro::cached(max_size = 10000, ttl_secs = 300)]
+fn theirs_bounded_ttl(a: u64) -> u64 {
+    a.wrapping_mul(0x9e37_79b9)
+}
+
 static QUICK: LazyLock<quick_cache::sync::Cache<u64, u64>> =
     LazyLock::new(|| quick_cache::sync::Cache::new(10 * KEYS as usize));
 static MOKA: LazyLock<moka::sync::Cache<u64, u64>> =
@@ -53,16 +59,18 @@ macro_rules! for_each_peer {
         $m!("cachemacro_memoize", |a| ours(a));
         $m!("cachemacro_memoize_ttl", |a| ours_with_ttl(a));
         $m!("cached_crate", |a| theirs(a));
+        $m!("cached_crate_size_time", |a| theirs_bounded_ttl(a));
         $m!("raw_quick_cache_get", |a| QUICK.get(&a).unwrap_or(0));
         $m!("raw_moka_get", |a| MOKA.get(&a).unwrap_or(0));
         $m!("raw_dashmap_get", |a| DASH.get(&a).map_or(0, |v| *v));
     };
 }
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "cachemacro_memoize",
     "cachemacro_memoize_ttl",
     "cached_crate",
+    "cached_crate_size_time",
     "raw_quick_cache_get",
     "raw_moka_get",
     "raw_dashmap_get",
@@ -73,6 +81,7 @@ fn warm() {
         ours(a);
         ours_with_ttl(a);
         theirs(a);
+        theirs_bounded_ttl(a);
         QUICK.insert(a, a);
         MOKA.insert(a, a);
         DASH.insert(a, a);
