@@ -38,19 +38,7 @@ fn fs_dir(n: usize) -> std::path::PathBuf {
     let root = ROOT.get_or_init(|| {
         let me = std::process::id();
         let root = std::env::temp_dir().join(format!("cachemacro-fs-{me}"));
-        let _ = std::process::Command::new("sh")
-            .args([
-                "-c",
-                &format!(
-                    "{}; rm -rf '{}'",
-                    support::memcached::wait_for_exit(me),
-                    root.display()
-                ),
-            ])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
+        support::memcached::remove_on_exit(&root);
         root
     });
     root.join(n.to_string())

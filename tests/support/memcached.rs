@@ -54,6 +54,23 @@ pub fn wait_for_exit(pid: u32) -> String {
     )
 }
 
+/// Removes `dir` when this test process exits (servers kept in statics are never dropped).
+pub fn remove_on_exit(dir: &std::path::Path) {
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "{}; rm -rf '{}'",
+                wait_for_exit(std::process::id()),
+                dir.display()
+            ),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
 /// Stops `pid` when this test process exits, however it exits. The watchdog holds none of the
 /// test's output pipes, so a parent reading them is never kept waiting.
 pub fn watchdog(pid: u32) {
@@ -126,13 +143,12 @@ impl Memcached {
                 "{} is missing: the SASL tests need it",
                 script.display()
             );
+            let sasl_dir = std::env::temp_dir().join(format!("cachemacro-sasl-{}", self.port));
+            remove_on_exit(&sasl_dir);
             let out = Command::new("bash")
                 .arg(&script)
                 .args([&self.port.to_string(), user, pass])
-                .env(
-                    "MEMC_SASL_DIR",
-                    std::env::temp_dir().join(format!("cachemacro-sasl-{}", self.port)),
-                )
+                .env("MEMC_SASL_DIR", &sasl_dir)
                 .output()
                 .expect("run memcached-sasl.sh");
             assert!(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::memcached::{free_port, require, watchdog};
+use super::memcached::{free_port, remove_on_exit, require, watchdog};
 
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
@@ -52,6 +52,7 @@ impl Redis {
             std::env::temp_dir().join(format!("cachemacro-redis-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        remove_on_exit(&dir);
         if tls {
             require("openssl", "openssl");
             let ok = Command::new("openssl")
