@@ -1,5 +1,6 @@
 //! The seam every backend plugs into.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backends::SimpleBackend;
@@ -41,10 +42,10 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
-    /// The in-process [`SimpleBackend`] behind this backend, if it is one: memoized hits then
-    /// take a path that builds no key string. Leave the default (`None`) in other backends.
+    /// This backend as the in-process [`SimpleBackend`], if it is one: memoized hits then take
+    /// a path that builds no key string. Leave the default (`None`) in other backends.
     #[doc(hidden)]
-    fn as_simple(&self) -> Option<&SimpleBackend> {
+    fn into_simple(self: Arc<Self>) -> Option<Arc<SimpleBackend>> {
         None
     }
 

@@ -277,9 +277,10 @@ impl CacheBuilder {
     pub fn build(self) -> Result<Cache, Error> {
         let timeout = (!self.default_timeout.is_zero()).then_some(self.default_timeout);
         match self.kind {
-            Kind::Simple => Ok(Cache::assemble_simple(
+            Kind::Simple => Ok(Cache::assemble(
                 Arc::new(SimpleBackend::new(self.threshold)),
                 timeout,
+                true,
             )),
             // Caches nothing, so concurrent calls are not merged either.
             Kind::Null => Ok(Cache::assemble(Arc::new(NullBackend), timeout, false)),

@@ -35,8 +35,7 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     pub(crate) backend: Arc<dyn Backend>,
-    /// The same backend when it is the in-process one: memoized hits take its fast path
-    /// without a virtual call.
+    /// The same backend when it is the in-process one (memoized hits take its fast path).
     pub(crate) simple: Option<Arc<SimpleBackend>>,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) counters: Counters,
@@ -82,17 +81,6 @@ impl Cache {
         Cache::assemble(backend, default_timeout, true)
     }
 
-    pub(crate) fn assemble_simple(
-        backend: Arc<SimpleBackend>,
-        default_timeout: Option<Duration>,
-    ) -> Cache {
-        let mut cache = Cache::assemble(backend.clone(), default_timeout, true);
-        Arc::get_mut(&mut cache.inner)
-            .expect("not shared yet")
-            .simple = Some(backend);
-        cache
-    }
-
     pub(crate) fn assemble(
         backend: Arc<dyn Backend>,
         default_timeout: Option<Duration>,
@@ -100,10 +88,11 @@ impl Cache {
     ) -> Cache {
         let objects = backend.keeps_objects();
         let blocking = backend.is_blocking();
+        let simple = backend.clone().into_simple();
         Cache {
             inner: Arc::new(Inner {
                 backend,
-                simple: None,
+                simple,
                 default_timeout,
                 counters: Counters::default(),
                 flights: Flights::default(),

@@ -148,9 +148,16 @@ fn hit<T>(cache: &Cache, key: &dyn std::fmt::Display, v: T) -> Lookup<T> {
     Lookup::Hit(v)
 }
 
-/// The memoized hit on an in-process backend: no key string, one map read.
+fn miss<T>(cache: &Cache, key: &dyn std::fmt::Display, version: Option<u64>) -> Lookup<T> {
+    cache.count(Counter::Miss);
+    tracing::debug!(target: "cachemacro", key = %key, "miss");
+    Lookup::Miss(version)
+}
+
+/// A memoized hit on an in-process backend: no key string, one map read (the version comes
+/// from the per-function cache while the backend's epoch holds).
 #[inline]
-fn lookup_local<T>(cache: &Cache, simple: &SimpleBackend, key: &MemoKey) -> Option<T>
+fn hit_local<T>(cache: &Cache, simple: &SimpleBackend, key: &MemoKey) -> Option<T>
 where
     T: DeserializeOwned + Clone + 'static,
 {
@@ -159,11 +166,41 @@ where
     if value.version() != Some(version) {
         return None;
     }
-    let v = value.into_decoded().ok()?;
-    match hit(cache, key, v) {
-        Lookup::Hit(v) => Some(v),
-        _ => None,
+    match value.into_decoded() {
+        // Counting and logging stay out of line, as everything but the hit itself.
+        Ok(v) => match hit(cache, key, v) {
+            Lookup::Hit(v) => Some(v),
+            _ => None,
+        },
+        Err(e) => {
+            undecodable(cache, key, &e);
+            None
+        }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn undecodable(cache: &Cache, key: &MemoKey, e: &Error) {
+    cache.swallow(&key.to_string(), "decode", e);
+}
+
+/// The lookup of one call: on an in-process backend, a hit without a key string, and a miss
+/// that only re-reads the cached version (no second map read); elsewhere, one request.
+/// `local_tried`: the in-process hit was already looked for, and missed.
+fn find<T>(cache: &Cache, key: &Key<'_>, forced: bool, local_tried: bool) -> Lookup<T>
+where
+    T: DeserializeOwned + Clone + 'static,
+{
+    if let (Key::Memo(m), Some(simple), false) = (key, &cache.inner.simple, forced) {
+        if !local_tried {
+            if let Some(v) = hit_local(cache, simple, m) {
+                return Lookup::Hit(v);
+            }
+        }
+        return miss(cache, m, simple.version(m.identity()));
+    }
+    lookup(cache, key, forced)
 }
 
 fn lookup<T>(cache: &Cache, key: &Key<'_>, forced: bool) -> Lookup<T>
@@ -194,9 +231,7 @@ where
             }
         }
     }
-    cache.count(Counter::Miss);
-    tracing::debug!(target: "cachemacro", key = %text, "miss");
-    Lookup::Miss(version)
+    miss(cache, &text, version)
 }
 
 fn fresh_version() -> u64 {
@@ -305,23 +340,27 @@ pub fn run_sync<S: Shape>(
     body: impl FnOnce() -> S::Out,
 ) -> S::Out {
     if let (Key::Memo(m), Some(simple), false) = (&key, &cache.inner.simple, spec.forced_update) {
-        if let Some(v) = lookup_local(cache, simple, m) {
+        if let Some(v) = hit_local(cache, simple, m) {
             return S::rebuild(v);
         }
+        return run_sync_slow(cache, key, spec, body, true);
     }
-    run_sync_slow(cache, key, spec, body)
+    run_sync_slow(cache, key, spec, body, false)
 }
 
+/// Everything but the in-process hit, kept out of line: the hit path above is inlined into
+/// every caller. `local_tried`: that hit was just looked for and missed.
 fn run_sync_slow<S: Shape>(
     cache: &Cache,
     key: Key<'_>,
     spec: &Spec<S>,
     body: impl FnOnce() -> S::Out,
+    local_tried: bool,
 ) -> S::Out {
-    let read = match lookup::<S::Stored>(cache, &key, spec.forced_update) {
+    let read = match find::<S::Stored>(cache, &key, spec.forced_update, local_tried) {
         Lookup::Hit(v) => return S::rebuild(v),
-        Lookup::Down => return body(),
         Lookup::Miss(read) => read,
+        Lookup::Down => return body(),
     };
     let Ok(version) = version_for(cache, key.version_key(), read) else {
         return body();
@@ -354,19 +393,14 @@ where
     F: Future<Output = S::Out>,
 {
     let forced = spec.forced_update;
-    if let (Key::Memo(m), Some(simple), false) = (&key, &cache.inner.simple, forced) {
-        if let Some(v) = lookup_local(cache, simple, m) {
-            return S::rebuild(v);
-        }
-    }
     let key = key.into_owned();
     let k = key.clone();
+    // In place for in-process backends (a hit stays one map read), on the blocking pool for
+    // the others.
     let read = cache
-        .offload(move |c| match lookup::<S::Stored>(c, &k, forced) {
+        .offload(move |c| match find::<S::Stored>(c, &k, forced, false) {
             Lookup::Hit(v) => Lookup::Hit(v),
-            Lookup::Miss(read) => {
-                Lookup::<_, Result<_, ()>>::Miss(version_for(c, k.version_key(), read))
-            }
+            Lookup::Miss(read) => Lookup::Miss(version_for(c, k.version_key(), read)),
             Lookup::Down => Lookup::Down,
         })
         .await;

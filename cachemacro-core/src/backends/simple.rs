@@ -2,6 +2,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coarsetime::Instant;
@@ -224,7 +225,7 @@ impl Backend for SimpleBackend {
     fn keeps_objects(&self) -> bool {
         true
     }
-    fn as_simple(&self) -> Option<&SimpleBackend> {
+    fn into_simple(self: Arc<Self>) -> Option<Arc<SimpleBackend>> {
         Some(self)
     }
     fn get(&self, key: &str) -> Result<Option<Value>, Error> {

@@ -109,8 +109,6 @@ type Placement = Vec<(usize, usize)>;
 struct Sent {
     conn: Conn,
     opaques: Vec<u32>,
-    /// The frames as written, to resend on a fresh connection if the pooled one was stale.
-    frames: Vec<u8>,
 }
 
 fn backend_err(e: &ConnError) -> Error {
@@ -276,24 +274,15 @@ impl MemcachedBackend {
             }
         }
         for (b, slot) in batches.iter_mut().zip(sent) {
-            let Some(Sent {
-                conn,
-                opaques,
-                frames,
-            }) = slot
-            else {
+            let Some(Sent { conn, opaques }) = slot else {
                 continue;
             };
             let server = &self.servers[b.server];
             let result = match self.read_batch(server, conn, b, &opaques, deadline) {
                 Err(ConnError::Stale(_)) => {
                     // The pooled connection was dead (server restarted): once more, fresh.
-                    Conn::open(&server.addr, &self.opts, self.credentials.as_ref())
-                        .and_then(|mut c| {
-                            c.send(&server.addr, &frames, deadline)?;
-                            Ok(c)
-                        })
-                        .and_then(|c| self.read_batch(server, c, b, &opaques, deadline))
+                    self.send_batch(server, b, deadline, true)
+                        .and_then(|s| self.read_batch(server, s.conn, b, &s.opaques, deadline))
                 }
                 r => r,
             };
@@ -336,11 +325,7 @@ impl MemcachedBackend {
             protocol::request(&mut frames, op::NOOP, o, &[], &[], &[]);
         }
         match conn.send(&server.addr, &frames, deadline) {
-            Ok(()) => Ok(Sent {
-                conn,
-                opaques,
-                frames,
-            }),
+            Ok(()) => Ok(Sent { conn, opaques }),
             Err(ConnError::Stale(_)) if !fresh => self.send_batch(server, b, deadline, true),
             Err(e) => Err(e),
         }

@@ -293,6 +293,11 @@ impl RedisBackend {
         }
     }
 
+    /// Runs one command, the same on a server or a cluster.
+    fn run_cmd<T: r::FromRedisValue>(&self, cmd: impl Fn() -> r::Cmd) -> Result<T, Error> {
+        self.run(|c| cmd().query(c), |c| cmd().query(c))
+    }
+
     fn set_cmd(&self, key: &str, bytes: &[u8], ttl: Option<Duration>, nx: bool) -> r::Cmd {
         let mut c = r::cmd("SET");
         c.arg(self.key(key)).arg(bytes);
@@ -312,13 +317,12 @@ impl RedisBackend {
             c.arg(&k).arg(delta);
             c
         };
-        self.run(|c| cmd().query(c), |c| cmd().query(c))
-            .map_err(|e| match e {
-                Error::Backend(m) if m.contains("not an integer") || m.contains("overflow") => {
-                    Error::NotANumber(key.to_owned())
-                }
-                e => e,
-            })
+        self.run_cmd(cmd).map_err(|e| match e {
+            Error::Backend(m) if m.contains("not an integer") || m.contains("overflow") => {
+                Error::NotANumber(key.to_owned())
+            }
+            e => e,
+        })
     }
 
     fn scan_cmd(&self, cursor: u64) -> r::Cmd {
@@ -390,18 +394,12 @@ impl Backend for RedisBackend {
 
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
         let bytes = value.to_bytes()?;
-        self.run(
-            |c| self.set_cmd(key, &bytes, ttl, false).query(c),
-            |c| self.set_cmd(key, &bytes, ttl, false).query(c),
-        )
+        self.run_cmd(|| self.set_cmd(key, &bytes, ttl, false))
     }
 
     fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
         let bytes = value.to_bytes()?;
-        let reply: Option<String> = self.run(
-            |c| self.set_cmd(key, &bytes, ttl, true).query(c),
-            |c| self.set_cmd(key, &bytes, ttl, true).query(c),
-        )?;
+        let reply: Option<String> = self.run_cmd(|| self.set_cmd(key, &bytes, ttl, true))?;
         Ok(reply.is_some())
     }
 
@@ -463,10 +461,7 @@ impl Backend for RedisBackend {
     /// prefix*` and `UNLINK` of each page, on every master; other keys stay.
     fn clear(&self) -> Result<(), Error> {
         if self.prefix.is_empty() {
-            return self.run(
-                |c| r::cmd("FLUSHDB").query(c),
-                |c| r::cmd("FLUSHDB").query(c),
-            );
+            return self.run_cmd(|| r::cmd("FLUSHDB"));
         }
         match &self.target {
             Target::Single { .. } => self.run(
