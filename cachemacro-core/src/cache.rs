@@ -118,6 +118,7 @@ impl Cache {
         timeout.into().resolve(self.inner.default_timeout)
     }
 
+    #[inline]
     pub(crate) fn count(&self, counter: Counter) {
         self.inner.counters.add(counter, 1);
     }

@@ -203,9 +203,11 @@ impl Identity {
         // The identity is mixed in afterwards rather than hashed along: short argument
         // streams stay on XXH3's fastest paths, and two calls still collide only if their
         // 128-bit digests do.
+        // The digest is computed here, while the hash is still in registers: reassembled
+        // later from the key in memory, a 128-bit value stalls the hit on store forwarding.
         MemoKey {
             id: self,
-            hash: h.finish128() ^ self.id_hash,
+            digest: h.finish128() ^ self.id_hash ^ self.prefix_digest,
         }
     }
 }
@@ -215,7 +217,8 @@ impl Identity {
 #[derive(Debug, Clone, Copy)]
 pub struct MemoKey {
     pub(crate) id: &'static Identity,
-    hash: u128,
+    /// The [`digest`] of the key string; the argument hash is this mixed with the prefix's.
+    digest: u128,
 }
 
 impl MemoKey {
@@ -227,7 +230,12 @@ impl MemoKey {
     /// The [`digest`] of the key string, computed without building it.
     #[inline]
     pub fn digest(&self) -> u128 {
-        self.hash ^ self.id.prefix_digest
+        self.digest
+    }
+
+    /// The 128-bit hash of the call (identity and arguments), as the key string shows it.
+    fn hash(&self) -> u128 {
+        self.digest ^ self.id.prefix_digest
     }
 }
 
@@ -235,7 +243,7 @@ impl fmt::Display for MemoKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.id.name)?;
         f.write_str(":")?;
-        f.write_str(std::str::from_utf8(&hex32(self.hash)).unwrap_or_default())
+        f.write_str(std::str::from_utf8(&hex32(self.hash())).unwrap_or_default())
     }
 }
 

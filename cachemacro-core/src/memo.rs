@@ -162,16 +162,16 @@ where
     T: DeserializeOwned + Clone + 'static,
 {
     let version = simple.version(key.identity())?;
-    let value = simple.get_memo(key)?;
-    if value.version() != Some(version) {
-        return None;
-    }
-    match value.into_decoded() {
-        // Counting and logging stay out of line, as everything but the hit itself.
-        Ok(v) => match hit(cache, key, v) {
-            Lookup::Hit(v) => Some(v),
-            _ => None,
-        },
+    // Decoded from the entry in place: an in-process value is cloned once, as its own type.
+    let decoded = simple.with_memo(key, |value| {
+        (value.version() == Some(version)).then(|| value.decode::<T>())
+    })??;
+    match decoded {
+        Ok(v) => {
+            cache.count(Counter::Hit);
+            tracing::debug!(target: "cachemacro", key = %key, "hit");
+            Some(v)
+        }
         Err(e) => {
             undecodable(cache, key, &e);
             None

@@ -3,10 +3,11 @@
 //! Counters are striped over cache-line-padded slots, so that two threads answering hits never
 //! write to the same cache line. The first [`OWNED`] threads that count anything each own a
 //! stripe and bump it with a plain load and store (only the owner writes it, so nothing is
-//! lost and no locked instruction is needed); later threads share the atomic-add stripes.
+//! lost and no locked instruction is needed); later threads share the atomic-add stripes. A
+//! thread's stripe goes back to the pool when it exits.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,19 +57,39 @@ impl Default for Counters {
     }
 }
 
-fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+/// A thread's owned stripe, handed back when the thread exits: short-lived threads (tests,
+/// per-request threads) would otherwise use up the owned stripes for good.
+struct StripeIndex(usize);
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+impl StripeIndex {
+    fn take() -> Self {
+        let free = FREE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        StripeIndex(free.unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed)))
     }
-    INDEX.with(|i| {
-        let mut v = i.get();
-        if v == usize::MAX {
-            v = NEXT.fetch_add(1, Ordering::Relaxed).min(usize::MAX - 1);
-            i.set(v);
+}
+
+impl Drop for StripeIndex {
+    fn drop(&mut self) {
+        // The lock orders the exiting owner's last store before the next owner's first load.
+        if self.0 < OWNED {
+            FREE.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(self.0);
         }
-        v
-    })
+    }
+}
+
+thread_local! {
+    static INDEX: StripeIndex = StripeIndex::take();
+}
+
+/// This thread's stripe; a shared one while the thread is being torn down.
+#[inline]
+fn stripe_index() -> usize {
+    INDEX.try_with(|i| i.0).unwrap_or(OWNED)
 }
 
 impl Counters {

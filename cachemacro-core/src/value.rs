@@ -171,13 +171,35 @@ impl Value {
     /// An in-process value of type `T` is cloned; one of another type goes through its
     /// MessagePack encoding, exactly as bytes from a remote backend do, so a wrong-type read
     /// behaves the same on every backend.
+    #[inline]
     pub fn decode<T: DeserializeOwned + Clone + 'static>(&self) -> Result<T, Error> {
+        // The in-process cases, inlined into a hit; the rest out of line.
+        match &self.repr {
+            Repr::Int(i) => {
+                if let Some(v) = int_as::<T>(*i) {
+                    return Ok(v);
+                }
+            }
+            Repr::Object(o) => {
+                if let Some(v) = o.as_any().downcast_ref::<T>() {
+                    return Ok(v.clone());
+                }
+            }
+            Repr::Bytes(_) => {}
+        }
+        self.decode_slow()
+    }
+
+    fn decode_slow<T: DeserializeOwned + Clone + 'static>(&self) -> Result<T, Error> {
         match &self.repr {
             Repr::Object(o) => match o.as_any().downcast_ref::<T>() {
                 Some(v) => Ok(v.clone()),
                 None => rmp_serde::from_slice(&o.encode()?).map_err(codec),
             },
-            Repr::Int(i) => decode_int(*i),
+            Repr::Int(i) => match int_as::<T>(*i) {
+                Some(v) => Ok(v),
+                None => decode_int(*i),
+            },
             Repr::Bytes(b) => match b.as_slice() {
                 [MAGIC, FORMAT, flags, rest @ ..] => {
                     let payload = if flags & VERSIONED != 0 {

@@ -1,6 +1,7 @@
 //! The backends that ship with cachemacro.
 
 mod null;
+mod sieve;
 mod simple;
 
 pub use null::NullBackend;

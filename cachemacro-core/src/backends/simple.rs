@@ -1,15 +1,14 @@
 //! `CACHE_TYPE=simple`: the in-process cache.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use coarsetime::Instant;
+use papaya::{Guard, HashMap, ResizeMode};
 
-use quick_cache::sync::{Cache as Map, EntryAction, EntryResult};
-use quick_cache::{Lifecycle, UnitWeighter};
-
+use super::sieve::{Sieve, NIL};
 use crate::keys::{digest, Identity, MemoKey};
 use crate::{Backend, Error, Value};
 
@@ -24,19 +23,28 @@ static EPOCHS: AtomicU64 = AtomicU64::new(1);
 
 /// An in-process cache of at most `threshold` entries with per-entry expiry.
 ///
-/// Built on [`quick_cache`]: reads take one shard's read lock (never a global lock) and
-/// eviction is its S3-FIFO policy, so a scan of one-off keys does not flush the hot ones.
+/// Reads take no lock and write nothing shared: entries live in a [`papaya`] map (lock-free
+/// reads under an epoch guard), and a hit only sets the entry's visited bit, once. Writes
+/// (`set`, `add`, `delete`, `inc`, `clear`) take one writer lock, under which they update the
+/// map and the [SIEVE](super::sieve) eviction order: a full cache evicts before it inserts,
+/// sparing entries hit since the hand last passed, so a scan of one-off keys does not flush
+/// the hot ones. Expired entries are evicted first when the hand meets them, and dropped when
+/// read. Expiry is checked against the coarse monotonic clock (a few milliseconds of
+/// resolution).
+///
 /// Values are kept unserialized ([`Value::object`]); a read as the wrong type goes through
-/// the MessagePack encoding, as it would on a remote backend. Expired entries are dropped
-/// when read and count against the threshold until then; expiry is checked against the
-/// coarse monotonic clock (a few milliseconds of resolution).
+/// the MessagePack encoding, as it would on a remote backend.
 ///
 /// Entries are indexed by the 128-bit [`digest`] of their key. Function versions are pinned
-/// (never evicted) and every write to one moves the backend's *epoch*, so a memoized hit can
-/// trust the version it read at the current epoch without reading it again: the hit is one
-/// map read plus one load of a rarely written atomic.
+/// (never evicted, not counted against the threshold) and every write to one moves the
+/// backend's *epoch*, so a memoized hit can trust the version it read at the current epoch
+/// without reading it again: the hit is one map read plus one load of a rarely written
+/// atomic.
 pub struct SimpleBackend {
-    map: Map<u128, Entry, UnitWeighter, DigestHasher, PinVersions>,
+    map: HashMap<u128, Entry, DigestHasher>,
+    /// Serializes writers and holds the eviction order; readers never take it.
+    writer: Mutex<Sieve>,
+    threshold: usize,
     epoch: Epoch,
 }
 
@@ -45,29 +53,37 @@ pub struct SimpleBackend {
 #[repr(align(128))]
 struct Epoch(AtomicU64);
 
-#[derive(Clone)]
 struct Entry {
     value: Value,
     expires: Option<Instant>,
-    version: bool,
+    /// The entry's place in the eviction order; `NIL` for function versions (pinned).
+    slot: u32,
+    /// Hit since the eviction hand last passed.
+    visited: AtomicBool,
 }
 
 impl Entry {
-    fn new(key: &str, value: Value, ttl: Option<Duration>) -> Self {
-        Entry {
-            value,
-            expires: ttl
-                .map(|t| Instant::now_without_cache_update() + coarsetime::Duration::from(t)),
-            version: key.ends_with(VERSION_SUFFIX),
-        }
-    }
+    #[inline]
     fn live(&self) -> bool {
         self.expires
             .is_none_or(|at| at > Instant::now_without_cache_update())
     }
+
+    /// Marks a hit: one store the first time, nothing after (no cache line ping-pong between
+    /// threads hitting the same entry).
+    #[inline]
+    fn touch(&self) {
+        if !self.visited.load(Ordering::Relaxed) {
+            self.visited.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
-/// Digests are uniformly distributed already: the map uses their low bits as they are.
+fn expiry(ttl: Option<Duration>) -> Option<Instant> {
+    ttl.map(|t| Instant::now_without_cache_update() + coarsetime::Duration::from(t))
+}
+
+/// Digests are uniformly distributed already: the map uses them as they are.
 #[derive(Clone, Default)]
 struct DigestHasher;
 
@@ -96,36 +112,26 @@ impl Hasher for DigestHash {
     }
 }
 
-/// Versions are never evicted: they are few (one per memoized function) and losing one
-/// would drop every entry of its function.
-#[derive(Clone)]
-struct PinVersions;
-
-impl Lifecycle<u128, Entry> for PinVersions {
-    type RequestState = ();
-    fn is_pinned(&self, _: &u128, e: &Entry) -> bool {
-        e.version
-    }
-    fn begin_request(&self) {}
-}
-
 impl SimpleBackend {
     /// A cache holding at most `threshold` entries (at least 1), besides function versions.
     pub fn new(threshold: usize) -> Self {
         let threshold = threshold.max(1);
         SimpleBackend {
-            map: Map::with(
-                threshold,
-                threshold as u64,
-                UnitWeighter,
-                DigestHasher,
-                PinVersions,
-            ),
+            // Not sized for the threshold up front: a table that grows with the entries keeps
+            // a small working set in the CPU caches, which is most of a hit's cost.
+            // Blocking resizes: writers are serialized anyway, and readers then always find
+            // entries in one table.
+            map: HashMap::builder()
+                .hasher(DigestHasher)
+                .resize_mode(ResizeMode::Blocking)
+                .build(),
+            writer: Mutex::new(Sieve::new()),
+            threshold,
             epoch: Epoch(AtomicU64::new(EPOCHS.fetch_add(1, Ordering::SeqCst))),
         }
     }
 
-    /// How many entries are held, expired ones included until they are read or evicted.
+    /// How many entries are held, function versions and expired entries included.
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -142,19 +148,93 @@ impl SimpleBackend {
             .store(EPOCHS.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
     }
 
-    fn after_write(&self, key: &str) {
-        if key.ends_with(VERSION_SUFFIX) {
-            self.moved();
+    fn lock(&self) -> MutexGuard<'_, Sieve> {
+        // The order is consistent between statements, so a writer that panicked left it whole.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the live entry at `d`, marking the hit; drops the entry if it expired.
+    #[inline]
+    fn read<R>(&self, d: u128, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let guard = self.map.guard();
+        let entry = self.map.get(&d, &guard)?;
+        if entry.live() {
+            entry.touch();
+            return Some(f(entry));
+        }
+        drop(guard);
+        self.drop_expired(d);
+        None
+    }
+
+    #[cold]
+    fn drop_expired(&self, d: u128) {
+        let mut order = self.lock();
+        let guard = self.map.guard();
+        if self.map.get(&d, &guard).is_some_and(|e| !e.live()) {
+            self.remove(&mut order, d, &guard);
         }
     }
 
     fn live(&self, d: u128) -> Option<Value> {
-        let entry = self.map.get(&d)?;
-        if entry.live() {
-            return Some(entry.value);
+        self.read(d, |e| e.value.clone())
+    }
+
+    /// Removes `d` from the map and the order; whether a live entry was there.
+    fn remove(&self, order: &mut Sieve, d: u128, guard: &impl Guard) -> bool {
+        match self.map.remove(&d, guard) {
+            Some(old) => {
+                if old.slot != NIL {
+                    order.remove(old.slot);
+                }
+                old.live()
+            }
+            None => false,
         }
-        self.map.remove_if(&d, |e| !e.live());
-        None
+    }
+
+    /// Stores `value` at `key` (writer lock held), evicting first when a new entry would go
+    /// over the threshold.
+    fn insert(
+        &self,
+        order: &mut Sieve,
+        key: &str,
+        value: Value,
+        expires: Option<Instant>,
+        guard: &impl Guard,
+    ) {
+        let d = digest(key);
+        let (slot, visited) = match self.map.get(&d, guard) {
+            // Rewriting an entry counts as a use of it.
+            Some(old) => (old.slot, true),
+            None if key.ends_with(VERSION_SUFFIX) => (NIL, false),
+            None => {
+                while order.len() >= self.threshold {
+                    let victim = order.evict(|d| {
+                        self.map
+                            .get(&d, guard)
+                            .is_some_and(|e| e.live() && e.visited.swap(false, Ordering::Relaxed))
+                    });
+                    match victim {
+                        Some(victim) => {
+                            self.map.remove(&victim, guard);
+                        }
+                        None => break,
+                    }
+                }
+                (order.push(d), false)
+            }
+        };
+        let entry = Entry {
+            value,
+            expires,
+            slot,
+            visited: AtomicBool::new(visited),
+        };
+        self.map.insert(d, entry, guard);
+        if slot == NIL {
+            self.moved();
+        }
     }
 
     /// The current version of `id`'s function, from the version cache while the epoch holds.
@@ -164,7 +244,8 @@ impl SimpleBackend {
         if let Some(v) = id.local_version.get(epoch) {
             return Some(v);
         }
-        let entry = self.map.get(&id.version_digest())?;
+        let guard = self.map.guard();
+        let entry = self.map.get(&id.version_digest(), &guard)?;
         let version = entry.value.as_i64()? as u64;
         // A version written with an expiry (by hand) is read every time.
         if entry.expires.is_none() {
@@ -175,43 +256,32 @@ impl SimpleBackend {
         Some(version)
     }
 
-    /// The live value of a memoized call.
+    /// Runs `f` on the live value of a memoized call, without copying it.
     #[inline]
-    pub(crate) fn get_memo(&self, key: &MemoKey) -> Option<Value> {
-        self.live(key.digest())
+    pub(crate) fn with_memo<R>(&self, key: &MemoKey, f: impl FnOnce(&Value) -> R) -> Option<R> {
+        self.read(key.digest(), |e| f(&e.value))
     }
 
-    /// Runs `occupied` on the live value at `key` under the shard lock, or inserts
-    /// `vacant()` when there is none; atomic with respect to every other writer.
+    /// Under the writer lock: `f` gets the live value at `key`, if any, and says what to
+    /// store there (keeping a live entry's expiry; a new one gets `ttl`) and what to return.
     fn upsert<T>(
         &self,
         key: &str,
-        occupied: impl FnOnce(&mut Entry) -> Result<T, Error>,
-        vacant: impl FnOnce() -> (Entry, T),
+        ttl: Option<Duration>,
+        f: impl FnOnce(Option<&Value>) -> Result<(Option<Value>, T), Error>,
     ) -> Result<T, Error> {
-        let mut outcome = None;
-        let result = self.map.entry(&digest(key), None, |_, e| {
-            if !e.live() {
-                return EntryAction::ReplaceWithGuard;
-            }
-            outcome = Some(occupied(e));
-            EntryAction::Retain(())
-        });
-        let out = match result {
-            EntryResult::Retained(()) => outcome.expect("set by the callback"),
-            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
-                let (entry, out) = vacant();
-                // A concurrent plain `set` may have taken the slot; it wins, as it would
-                // had it come just after us.
-                let _ = guard.insert(entry);
-                Ok(out)
-            }
-            EntryResult::Removed(..) | EntryResult::Timeout => Err(Error::Backend(
-                "in-memory entry vanished during update".into(),
-            )),
+        let mut order = self.lock();
+        let guard = self.map.guard();
+        let current = self.map.get(&digest(key), &guard).filter(|e| e.live());
+        let expires = match current {
+            Some(e) => e.expires,
+            None => expiry(ttl),
         };
-        self.after_write(key);
-        out
+        let (new, out) = f(current.map(|e| &e.value))?;
+        if let Some(value) = new {
+            self.insert(&mut order, key, value, expires, &guard);
+        }
+        Ok(out)
     }
 }
 
@@ -238,25 +308,35 @@ impl Backend for SimpleBackend {
         Ok(keys.iter().map(|k| self.live(digest(k))).collect())
     }
     fn has(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.map.get(&digest(key)).is_some_and(|e| e.live()))
+        Ok(self.read(digest(key), |_| ()).is_some())
     }
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
-        self.map.insert(digest(key), Entry::new(key, value, ttl));
-        self.after_write(key);
+        let mut order = self.lock();
+        self.insert(&mut order, key, value, expiry(ttl), &self.map.guard());
         Ok(())
     }
     fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
-        self.upsert(key, |_| Ok(false), || (Entry::new(key, value, ttl), true))
+        self.upsert(key, ttl, |current| {
+            Ok(match current {
+                Some(_) => (None, false),
+                None => (Some(value), true),
+            })
+        })
     }
     fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
+        let mut order = self.lock();
+        let guard = self.map.guard();
         for (key, value) in items {
-            self.set(key, value.clone(), ttl)?;
+            self.insert(&mut order, key, value.clone(), expiry(ttl), &guard);
         }
         Ok(())
     }
     fn delete(&self, key: &str) -> Result<bool, Error> {
-        let deleted = self.map.remove(&digest(key)).is_some_and(|(_, e)| e.live());
-        self.after_write(key);
+        let mut order = self.lock();
+        let deleted = self.remove(&mut order, digest(key), &self.map.guard());
+        if key.ends_with(VERSION_SUFFIX) {
+            self.moved();
+        }
         Ok(deleted)
     }
     fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
@@ -268,23 +348,22 @@ impl Backend for SimpleBackend {
     }
     fn inc(&self, key: &str, delta: i64) -> Result<i64, Error> {
         let overflow = || Error::NotANumber(key.to_owned());
-        self.upsert(
-            key,
-            |e| {
-                let n = e
-                    .value
+        self.upsert(key, None, |current| {
+            let n = match current {
+                Some(v) => v
                     .as_i64()
                     .ok_or_else(overflow)?
                     .checked_add(delta)
-                    .ok_or_else(overflow)?;
-                e.value = Value::int(n);
-                Ok(n)
-            },
-            || (Entry::new(key, Value::int(delta), None), delta),
-        )
+                    .ok_or_else(overflow)?,
+                None => delta,
+            };
+            Ok((Some(Value::int(n)), n))
+        })
     }
     fn clear(&self) -> Result<(), Error> {
-        self.map.clear();
+        let mut order = self.lock();
+        self.map.pin().clear();
+        order.clear();
         self.moved();
         Ok(())
     }
