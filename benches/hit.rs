@@ -1,5 +1,6 @@
 //! Memoized-hit cost on the in-memory backend, against peers measured in the same run:
-//! the `cached` crate's `#[cached]` hit, and raw `get`s on quick_cache, moka and dashmap.
+//! the `cached` crate's `#[cached]` hit, and raw `get`s on papaya (the map under the `simple`
+//! backend), quick_cache, moka and dashmap.
 //!
 //! `cargo bench --bench hit`; the last lines print each figure as a ratio to `cached`'s.
 #![allow(missing_docs)]
@@ -48,6 +49,7 @@ fn theirs_bounded_ttl(a: u64) -> u64 {
 
 static QUICK: LazyLock<quick_cache::sync::Cache<u64, u64>> =
     LazyLock::new(|| quick_cache::sync::Cache::new(10 * KEYS as usize));
+static PAPAYA: LazyLock<papaya::HashMap<u64, u64>> = LazyLock::new(papaya::HashMap::new);
 static MOKA: LazyLock<moka::sync::Cache<u64, u64>> =
     LazyLock::new(|| moka::sync::Cache::new(10 * KEYS));
 static DASH: LazyLock<dashmap::DashMap<u64, u64>> = LazyLock::new(dashmap::DashMap::new);
@@ -60,17 +62,23 @@ macro_rules! for_each_peer {
         $m!("cachemacro_memoize_ttl", |a| ours_with_ttl(a));
         $m!("cached_crate", |a| theirs(a));
         $m!("cached_crate_size_time", |a| theirs_bounded_ttl(a));
+        $m!("raw_papaya_get", |a| PAPAYA
+            .pin()
+            .get(&a)
+            .copied()
+            .unwrap_or(0));
         $m!("raw_quick_cache_get", |a| QUICK.get(&a).unwrap_or(0));
         $m!("raw_moka_get", |a| MOKA.get(&a).unwrap_or(0));
         $m!("raw_dashmap_get", |a| DASH.get(&a).map_or(0, |v| *v));
     };
 }
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "cachemacro_memoize",
     "cachemacro_memoize_ttl",
     "cached_crate",
     "cached_crate_size_time",
+    "raw_papaya_get",
     "raw_quick_cache_get",
     "raw_moka_get",
     "raw_dashmap_get",
@@ -82,6 +90,7 @@ fn warm() {
         ours_with_ttl(a);
         theirs(a);
         theirs_bounded_ttl(a);
+        PAPAYA.pin().insert(a, a);
         QUICK.insert(a, a);
         MOKA.insert(a, a);
         DASH.insert(a, a);

@@ -13,6 +13,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::num::NonZeroU64;
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::Serialize;
@@ -59,14 +60,15 @@ impl<T: Serialize + Clone + Send + Sync + 'static> Object for T {
 /// cache read hands out anyway, and copying touches no memory that other threads write, where
 /// a shared reference count would bounce between cores on every hit of a hot key.
 pub struct Value {
-    version: Option<u64>,
+    /// Versions are non-zero: 0 stands for none, which keeps a `Value` at 32 bytes.
+    version: Option<NonZeroU64>,
     repr: Repr,
 }
 
 enum Repr {
     Int(i64),
     Object(Box<dyn Object>),
-    Bytes(Vec<u8>),
+    Bytes(Box<[u8]>),
 }
 
 impl Clone for Value {
@@ -126,13 +128,13 @@ impl Value {
             [MAGIC, FORMAT, flags, rest @ ..] if flags & VERSIONED != 0 && rest.len() >= 8 => {
                 let mut v = [0u8; 8];
                 v.copy_from_slice(&rest[..8]);
-                Some(u64::from_le_bytes(v))
+                NonZeroU64::new(u64::from_le_bytes(v))
             }
             _ => None,
         };
         Value {
             version,
-            repr: Repr::Bytes(bytes),
+            repr: Repr::Bytes(bytes.into_boxed_slice()),
         }
     }
 
@@ -140,26 +142,27 @@ impl Value {
     pub fn encoded<T: Serialize + ?Sized>(value: &T, version: Option<u64>) -> Result<Self, Error> {
         let payload = rmp_serde::to_vec_named(value).map_err(codec)?;
         Ok(Value {
-            version,
-            repr: Repr::Bytes(stored_form(&payload, version)),
+            version: version.and_then(NonZeroU64::new),
+            repr: Repr::Bytes(stored_form(&payload, version).into_boxed_slice()),
         })
     }
 
-    /// The same value tagged with a function version.
+    /// The same value tagged with a function version (non-zero; 0 tags nothing).
     pub fn with_version(mut self, version: u64) -> Self {
-        self.version = Some(version);
+        self.version = NonZeroU64::new(version);
         self
     }
 
     /// The function version this value was written under, if any.
+    #[inline]
     pub fn version(&self) -> Option<u64> {
-        self.version
+        self.version.map(NonZeroU64::get)
     }
 
     /// The bytes a remote backend stores for this value.
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
-        match (&self.repr, self.version) {
-            (Repr::Bytes(b), _) => Ok(b.clone()),
+        match (&self.repr, self.version()) {
+            (Repr::Bytes(b), _) => Ok(b.to_vec()),
             (Repr::Int(i), None) => Ok(i.to_string().into_bytes()),
             (Repr::Int(i), Some(v)) => Ok(frame(Some(v), &rmp_serde::to_vec(i).map_err(codec)?)),
             (Repr::Object(o), version) => Ok(stored_form(&o.encode()?, version)),
@@ -200,7 +203,7 @@ impl Value {
                 Some(v) => Ok(v),
                 None => decode_int(*i),
             },
-            Repr::Bytes(b) => match b.as_slice() {
+            Repr::Bytes(b) => match &b[..] {
                 [MAGIC, FORMAT, flags, rest @ ..] => {
                     let payload = if flags & VERSIONED != 0 {
                         rest.get(8..)

@@ -53,9 +53,11 @@ pub struct SimpleBackend {
 #[repr(align(128))]
 struct Epoch(AtomicU64);
 
+/// 48 bytes: with its 16-byte key, one cache line's worth.
 struct Entry {
     value: Value,
-    expires: Option<Instant>,
+    /// When the entry expires, as coarse-clock ticks ([`Instant::as_u64`]); 0: never.
+    expires: u64,
     /// The entry's place in the eviction order; `NIL` for function versions (pinned).
     slot: u32,
     /// Hit since the eviction hand last passed.
@@ -65,8 +67,7 @@ struct Entry {
 impl Entry {
     #[inline]
     fn live(&self) -> bool {
-        self.expires
-            .is_none_or(|at| at > Instant::now_without_cache_update())
+        self.expires == 0 || self.expires > Instant::now_without_cache_update().as_u64()
     }
 
     /// Marks a hit: one store the first time, nothing after (no cache line ping-pong between
@@ -79,8 +80,12 @@ impl Entry {
     }
 }
 
-fn expiry(ttl: Option<Duration>) -> Option<Instant> {
-    ttl.map(|t| Instant::now_without_cache_update() + coarsetime::Duration::from(t))
+fn expiry(ttl: Option<Duration>) -> u64 {
+    ttl.map_or(0, |t| {
+        (Instant::now_without_cache_update() + coarsetime::Duration::from(t))
+            .as_u64()
+            .max(1)
+    })
 }
 
 /// Digests are uniformly distributed already: the map uses them as they are.
@@ -195,14 +200,7 @@ impl SimpleBackend {
 
     /// Stores `value` at `key` (writer lock held), evicting first when a new entry would go
     /// over the threshold.
-    fn insert(
-        &self,
-        order: &mut Sieve,
-        key: &str,
-        value: Value,
-        expires: Option<Instant>,
-        guard: &impl Guard,
-    ) {
+    fn insert(&self, order: &mut Sieve, key: &str, value: Value, expires: u64, guard: &impl Guard) {
         let d = digest(key);
         let (slot, visited) = match self.map.get(&d, guard) {
             // Rewriting an entry counts as a use of it.
@@ -248,7 +246,7 @@ impl SimpleBackend {
         let entry = self.map.get(&id.version_digest(), &guard)?;
         let version = entry.value.as_i64()? as u64;
         // A version written with an expiry (by hand) is read every time.
-        if entry.expires.is_none() {
+        if entry.expires == 0 {
             id.local_version.put(epoch, version);
         } else if !entry.live() {
             return None;
@@ -366,5 +364,19 @@ impl Backend for SimpleBackend {
         order.clear();
         self.moved();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_and_its_key_fit_in_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+        assert_eq!(
+            std::mem::size_of::<Entry>() + std::mem::size_of::<u128>(),
+            64
+        );
     }
 }
