@@ -32,6 +32,7 @@ struct Node {
     digest: u128,
     newer: u32,
     older: u32,
+    in_use: bool,
 }
 
 impl Sieve {
@@ -57,6 +58,7 @@ impl Sieve {
             digest,
             newer: NIL,
             older: self.newest,
+            in_use: true,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -77,8 +79,17 @@ impl Sieve {
         slot
     }
 
-    /// Takes the entry at `slot` out of the order.
-    pub(crate) fn remove(&mut self, slot: u32) {
+    /// Takes the entry at `slot` out of the order, if `slot` still holds `digest`: a stale
+    /// slot (which cannot happen unless a panic cut an update short) is ignored rather than
+    /// unlinking another entry.
+    pub(crate) fn remove(&mut self, slot: u32, digest: u128) {
+        match self.nodes.get(slot as usize) {
+            Some(node) if node.in_use && node.digest == digest => self.unlink(slot),
+            _ => {}
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
         let Node { newer, older, .. } = self.nodes[slot as usize];
         if self.hand == slot {
             self.hand = newer;
@@ -91,6 +102,7 @@ impl Sieve {
             NIL => self.oldest = newer,
             o => self.nodes[o as usize].newer = newer,
         }
+        self.nodes[slot as usize].in_use = false;
         self.free.push(slot);
         self.len -= 1;
     }
@@ -117,9 +129,9 @@ impl Sieve {
             slot = self.oldest;
         }
         let digest = self.nodes[slot as usize].digest;
-        // The hand moves past the victim (`remove` moves a hand that is on the removed slot).
+        // The hand moves past the victim (`unlink` moves a hand that is on the removed slot).
         self.hand = slot;
-        self.remove(slot);
+        self.unlink(slot);
         Some(digest)
     }
 
@@ -193,14 +205,18 @@ mod tests {
         let mut visited: HashSet<u128> = [1].into();
         assert_eq!(s.evict(|d| visited.remove(&d)), Some(2));
         // The hand is on 3; removing 3 moves it to 4.
-        s.remove(slots[2]);
+        s.remove(slots[2], 3);
         assert_eq!(order(&s), [1, 4]);
         assert_eq!(s.evict(|_| false), Some(4));
-        s.remove(slots[0]);
+        s.remove(slots[0], 1);
         assert_eq!((s.len(), order(&s)), (0, vec![]));
+        // Stale slots are ignored: freed, or reused by another digest.
+        s.remove(slots[0], 1);
+        assert_eq!(s.len(), 0);
         // Freed slots are reused.
         let again = s.push(9);
         assert!(slots.contains(&again));
+        s.remove(again, 1);
         assert_eq!(order(&s), [9]);
     }
 

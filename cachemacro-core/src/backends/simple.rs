@@ -190,7 +190,7 @@ impl SimpleBackend {
         match self.map.remove(&d, guard) {
             Some(old) => {
                 if old.slot != NIL {
-                    order.remove(old.slot);
+                    order.remove(old.slot, d);
                 }
                 old.live()
             }
