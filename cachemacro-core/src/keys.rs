@@ -54,6 +54,7 @@ impl fmt::Debug for KeyHasher {
 
 impl KeyHasher {
     /// The 128-bit digest of what was written.
+    #[inline]
     pub fn finish128(&self) -> u128 {
         match &self.stream {
             Some(s) => s.digest128(),
@@ -328,6 +329,23 @@ impl Site {
     /// function's own type parameters.
     #[inline]
     pub fn identity(
+        &self,
+        marker: &'static str,
+        self_ty: Option<&'static str>,
+        generics: &[&'static str],
+    ) -> &'static Identity {
+        if let Some(first) = self.first.get() {
+            if first.self_ty == self_ty && first.generics == generics {
+                return first;
+            }
+        }
+        self.identity_slow(marker, self_ty, generics)
+    }
+
+    /// The first call, and instantiations other than the first one.
+    #[cold]
+    #[inline(never)]
+    fn identity_slow(
         &self,
         marker: &'static str,
         self_ty: Option<&'static str>,
