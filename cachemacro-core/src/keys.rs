@@ -63,6 +63,20 @@ impl KeyHasher {
     }
 }
 
+impl KeyHasher {
+    /// Past the inline buffer: everything goes through a streaming XXH3.
+    #[cold]
+    #[inline(never)]
+    fn write_stream(&mut self, bytes: &[u8]) {
+        let stream = self.stream.get_or_insert_with(|| {
+            let mut s = Box::new(Xxh3::with_seed(ARGS_SEED));
+            s.update(&self.buf[..self.len]);
+            s
+        });
+        stream.update(bytes);
+    }
+}
+
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.finish128() as u64
@@ -70,16 +84,11 @@ impl Hasher for KeyHasher {
 
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(s) = &mut self.stream {
-            s.update(bytes);
-        } else if self.len + bytes.len() <= INLINE {
+        if self.stream.is_none() && self.len + bytes.len() <= INLINE {
             self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
             self.len += bytes.len();
         } else {
-            let mut s = Box::new(Xxh3::with_seed(ARGS_SEED));
-            s.update(&self.buf[..self.len]);
-            s.update(bytes);
-            self.stream = Some(s);
+            self.write_stream(bytes);
         }
     }
 }
