@@ -180,6 +180,35 @@ fn methods_of_generic_types_key_by_the_concrete_self() {
     assert_eq!(WRAPPER_CALLS.get(), 3);
 }
 
+static NAMED_CALLS: Calls = Calls::new();
+
+struct Named<T>(std::marker::PhantomData<T>);
+
+impl<T> Named<T> {
+    /// No receiver and no argument of type `T`: only `Self` tells the instantiations apart.
+    #[memoize(cache = CACHE)]
+    fn type_label(prefix: &'static str) -> String {
+        NAMED_CALLS.bump();
+        format!("{prefix}{}", std::any::type_name::<T>())
+    }
+}
+
+#[test]
+fn associated_fns_of_generic_types_key_by_the_concrete_self() {
+    assert_eq!(Named::<u8>::type_label("t:"), "t:u8");
+    assert_eq!(Named::<String>::type_label("t:"), "t:alloc::string::String");
+    assert_eq!(Named::<u8>::type_label("t:"), "t:u8");
+    assert_eq!(NAMED_CALLS.get(), 2);
+    let k8 = Named::<u8>::type_label_make_cache_key("t:");
+    assert!(k8.starts_with("methods::Named<u8>::type_label:"), "{k8}");
+    assert_ne!(k8, Named::<String>::type_label_make_cache_key("t:"));
+    // The helpers find the same identity as the wrapper, per instantiation.
+    Named::<u8>::type_label_delete_memoized_all().unwrap();
+    Named::<u8>::type_label("t:");
+    Named::<String>::type_label("t:");
+    assert_eq!(NAMED_CALLS.get(), 3);
+}
+
 static CONST_CALLS: Calls = Calls::new();
 
 #[memoize(cache = CACHE)]

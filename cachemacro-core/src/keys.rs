@@ -137,8 +137,9 @@ fn hex32(v: u128) -> [u8; 32] {
 /// once: its readable name, the digests its keys derive from, its version key.
 #[derive(Debug)]
 pub struct Identity {
-    self_ty: Option<&'static str>,
-    generics: Vec<&'static str>,
+    /// The type name of a closure in the function that asked for this identity: it names
+    /// one instantiation, with every generic argument (of `Self` and of the function).
+    instance: &'static str,
     name: String,
     id_hash: u128,
     prefix_digest: u128,
@@ -179,8 +180,7 @@ impl Identity {
             &std::str::from_utf8(&hex32(id_hash)).unwrap_or_default()[..16]
         );
         Identity {
-            self_ty: None,
-            generics: Vec::new(),
+            instance: "",
             prefix_digest: prefix_digest(&name),
             version_digest: digest(&version_key),
             name,
@@ -299,13 +299,15 @@ fn sanitize(s: &str, max: usize) -> String {
 /// One decorated function's place in the program: prepares its [`Identity`] on first use and
 /// keeps it.
 ///
-/// Generated code declares a marker type and a `static Site` inside each function it writes
-/// for a decorated function (the wrapper and every helper). The marker's type name is the
-/// enclosing function's full path, `Self` type included for associated functions
-/// (`app::Person::has_membership::__CmSite`), so the wrapper and its helpers agree on the
-/// identity without knowing whether they sit in an `impl` block. Generic functions and
-/// methods of generic types share the static across instantiations, so each identity is
-/// looked up by the instantiation's type names (string comparisons, no hashing).
+/// Generated code declares a `static Site` inside each function it writes for a decorated
+/// function (the wrapper and every helper) and passes the type name of a closure written
+/// there. That name is the enclosing function's full path with every generic argument
+/// filled in: `Self`'s (`app::Repo<u32>::load::{{closure}}`, for associated functions with or
+/// without a receiver, which `Self`-less code cannot name) and the function's own
+/// (`app::f<u8>::{{closure}}`). So the wrapper and its helpers agree on the identity without
+/// knowing whether they sit in an `impl` block, and instantiations never share one. Generic
+/// functions share the static across instantiations; each identity is looked up by that
+/// name (a pointer comparison, then a string comparison).
 #[derive(Debug)]
 pub struct Site {
     method: &'static str,
@@ -313,6 +315,30 @@ pub struct Site {
     make_name: Option<fn(&str) -> String>,
     first: OnceLock<&'static Identity>,
     others: RwLock<Vec<&'static Identity>>,
+}
+
+/// Whether two type names are the same (usually the same static string).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
+/// `path` without its last segment, `<...>` nesting respected (the arrow of a `fn() -> T`
+/// argument is not a bracket): `a::B<c::D>::f<e::G>` -> `a::B<c::D>`.
+fn parent(path: &str) -> &str {
+    let b = path.as_bytes();
+    let mut depth = 0usize;
+    let mut i = b.len();
+    while i > 0 {
+        i -= 1;
+        match b[i] {
+            b'>' if i == 0 || b[i - 1] != b'-' => depth += 1,
+            b'<' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && i > 0 && b[i - 1] == b':' => return &path[..i - 1],
+            _ => {}
+        }
+    }
+    ""
 }
 
 impl Site {
@@ -332,23 +358,22 @@ impl Site {
         }
     }
 
-    /// The identity for this instantiation. `marker` is the type name of the marker type
-    /// declared in the calling function, `self_ty` is `Self`'s type name for methods (so that
-    /// `Wrapper<u32>` and `Wrapper<u64>` differ), `generics` the type names of the decorated
-    /// function's own type parameters.
+    /// The identity for this instantiation. `instance` is the type name of a closure written
+    /// in the calling function, `self_ty` is `Self`'s type name for methods, `generics` the
+    /// type names of the decorated function's own type parameters.
     #[inline]
     pub fn identity(
         &self,
-        marker: &'static str,
+        instance: &'static str,
         self_ty: Option<&'static str>,
         generics: &[&'static str],
     ) -> &'static Identity {
         if let Some(first) = self.first.get() {
-            if first.self_ty == self_ty && first.generics == generics {
+            if same(first.instance, instance) {
                 return first;
             }
         }
-        self.identity_slow(marker, self_ty, generics)
+        self.identity_slow(instance, self_ty, generics)
     }
 
     /// The first call, and instantiations other than the first one.
@@ -356,14 +381,14 @@ impl Site {
     #[inline(never)]
     fn identity_slow(
         &self,
-        marker: &'static str,
+        instance: &'static str,
         self_ty: Option<&'static str>,
         generics: &[&'static str],
     ) -> &'static Identity {
-        let matches = |id: &Identity| id.self_ty == self_ty && id.generics == generics;
+        let matches = |id: &Identity| same(id.instance, instance);
         let first = *self
             .first
-            .get_or_init(|| self.prepare(marker, self_ty, generics));
+            .get_or_init(|| self.prepare(instance, self_ty, generics));
         if matches(first) {
             return first;
         }
@@ -376,33 +401,33 @@ impl Site {
         if let Some(id) = others.iter().find(|id| matches(id)) {
             return id;
         }
-        let id = self.prepare(marker, self_ty, generics);
+        let id = self.prepare(instance, self_ty, generics);
         others.push(id);
         id
     }
 
     fn prepare(
         &self,
-        marker: &'static str,
+        instance: &'static str,
         self_ty: Option<&'static str>,
         generics: &[&'static str],
     ) -> &'static Identity {
         let path = match self_ty {
             Some(ty) => format!("{ty}::{}", self.method),
             None => {
-                // `path::to::enclosing_fn::__CmSite` -> `path::to`; the body of an
-                // `async fn` adds a `{{closure}}` segment after the function's name.
-                let mut enclosing = marker.rsplit_once("::").map_or(marker, |(p, _)| p);
+                // `path::to::enclosing_fn<..>::{{closure}}` -> `path::to`; the body of an
+                // `async fn` adds a `{{closure}}` segment after the function's name. The
+                // enclosing function is the wrapper or a helper; its own generic arguments
+                // are appended from `generics`, as for methods.
+                let mut enclosing = instance;
                 while let Some(outer) = enclosing.strip_suffix("::{{closure}}") {
                     enclosing = outer;
                 }
-                let parent = enclosing.rsplit_once("::").map_or("", |(p, _)| p);
-                format!("{parent}::{}", self.method)
+                format!("{}::{}", parent(enclosing), self.method)
             }
         };
         let mut id = Identity::new(&path, generics, self.source, self.make_name);
-        id.self_ty = self_ty;
-        id.generics = generics.to_vec();
+        id.instance = instance;
         // One per instantiation of a decorated function: bounded by the program's code.
         Box::leak(Box::new(id))
     }
@@ -496,6 +521,14 @@ mod tests {
             digest(&format!("session:{hex}"))
         );
         assert_ne!(digest("a"), digest("b"));
+    }
+
+    #[test]
+    fn parents_of_type_paths_respect_generic_arguments() {
+        assert_eq!(parent("a::B<c::D>::f<e::G>"), "a::B<c::D>");
+        assert_eq!(parent("m::f<fn(u8) -> u8>"), "m");
+        assert_eq!(parent("<a::R<s::S> as a::T>::new"), "<a::R<s::S> as a::T>");
+        assert_eq!(parent("f"), "");
     }
 
     #[test]

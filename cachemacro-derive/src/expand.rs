@@ -124,11 +124,10 @@ impl Ctx<'_> {
         };
         let generics = &self.func.type_params;
         quote! {
-            #[allow(non_camel_case_types)]
-            struct __CmSite;
             static __CM_SITE: #p::Site = #p::Site::new(#method, #source, #make_name);
             let __cm_id = __CM_SITE.identity(
-                ::core::any::type_name::<__CmSite>(),
+                // Names this instantiation, `Self`'s generic arguments included.
+                ::core::any::type_name_of_val(&|| {}),
                 #self_ty,
                 &[#(::core::any::type_name::<#generics>()),*],
             );
