@@ -192,6 +192,28 @@ fn key_prefixes_keep_caches_apart() {
     );
 }
 
+#[test]
+fn concurrent_clears_wait_for_the_servers_one_key_crawler() {
+    // memcached lists keys with one crawler at a time and answers BUSY to the next listing:
+    // clear() waits its turn instead of failing.
+    let server = Memcached::start();
+    let clearers: Vec<_> = (0..4)
+        .map(|t| {
+            let cache = cache_on(&[&server], &format!("c{t}:"));
+            std::thread::spawn(move || {
+                for i in 0..10u32 {
+                    cache.set(&format!("k{i}"), &i, 60).unwrap();
+                    cache.clear().unwrap();
+                    assert_eq!(cache.get::<u32>(&format!("k{i}")).unwrap(), None);
+                }
+            })
+        })
+        .collect();
+    for c in clearers {
+        c.join().unwrap();
+    }
+}
+
 static COUNTED: OnceLock<Cache> = OnceLock::new();
 
 #[memoize(cache = COUNTED.get().unwrap())]

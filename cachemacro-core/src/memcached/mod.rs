@@ -540,35 +540,26 @@ impl MemcachedBackend {
     /// Deletes every key under this cache's prefix on one plain (non-SASL) server, found with
     /// `lru_crawler metadump`.
     fn clear_prefix(&self, server: &Server) -> Result<(), Error> {
-        let err = |e: std::io::Error| Error::Backend(format!("{}: {e}", server.addr));
-        let mut stream = TcpStream::connect(&server.addr).map_err(err)?;
+        // A server runs one crawler at a time and answers BUSY to the next request: another
+        // client's `clear()` is listing keys. Wait for it, within the listing's own timeout.
         let timeout = self.opts.io_timeout.max(Duration::from_secs(10));
-        stream.set_read_timeout(Some(timeout)).map_err(err)?;
-        stream
-            .write_all(b"lru_crawler metadump all\r\n")
-            .map_err(err)?;
-        let mut keys = Vec::new();
-        for line in BufReader::new(stream).lines() {
-            let line = line.map_err(err)?;
-            if line == "END" {
-                break;
-            }
-            if line.starts_with("ERROR")
-                || line.starts_with("BUSY")
-                || line.starts_with("CLIENT_ERROR")
-            {
-                return Err(Error::Backend(format!(
-                    "{}: lru_crawler metadump: {line}",
-                    server.addr
-                )));
-            }
-            if let Some(k) = line.strip_prefix("key=").and_then(|r| r.split(' ').next()) {
-                let k = percent_decode(k);
-                if k.starts_with(self.prefix.as_bytes()) {
-                    keys.push(k);
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(10);
+        let keys = loop {
+            match self.list_keys(server, timeout)? {
+                Some(keys) => break keys,
+                None if Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                None => {
+                    return Err(Error::Backend(format!(
+                        "{}: lru_crawler metadump: still busy after {timeout:?}",
+                        server.addr
+                    )))
                 }
             }
-        }
+        };
         for chunk in keys.chunks(1000) {
             let reqs = chunk
                 .iter()
@@ -594,6 +585,39 @@ impl MemcachedBackend {
             self.exchange(&mut batch)?;
         }
         Ok(())
+    }
+
+    /// The keys under this cache's prefix on `server`; `None` when its crawler is busy.
+    fn list_keys(&self, server: &Server, timeout: Duration) -> Result<Option<Vec<Vec<u8>>>, Error> {
+        let err = |e: std::io::Error| Error::Backend(format!("{}: {e}", server.addr));
+        let mut stream = TcpStream::connect(&server.addr).map_err(err)?;
+        stream.set_read_timeout(Some(timeout)).map_err(err)?;
+        stream
+            .write_all(b"lru_crawler metadump all\r\n")
+            .map_err(err)?;
+        let mut keys = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let line = line.map_err(err)?;
+            if line == "END" {
+                break;
+            }
+            if line.starts_with("BUSY") {
+                return Ok(None);
+            }
+            if line.starts_with("ERROR") || line.starts_with("CLIENT_ERROR") {
+                return Err(Error::Backend(format!(
+                    "{}: lru_crawler metadump: {line}",
+                    server.addr
+                )));
+            }
+            if let Some(k) = line.strip_prefix("key=").and_then(|r| r.split(' ').next()) {
+                let k = percent_decode(k);
+                if k.starts_with(self.prefix.as_bytes()) {
+                    keys.push(k);
+                }
+            }
+        }
+        Ok(Some(keys))
     }
 }
 
