@@ -193,16 +193,11 @@ impl Value {
         self.decode_slow()
     }
 
-    fn decode_slow<T: DeserializeOwned + Clone + 'static>(&self) -> Result<T, Error> {
+    /// [`Value::decode`] past its in-process cases: another type, or bytes.
+    fn decode_slow<T: DeserializeOwned>(&self) -> Result<T, Error> {
         match &self.repr {
-            Repr::Object(o) => match o.as_any().downcast_ref::<T>() {
-                Some(v) => Ok(v.clone()),
-                None => rmp_serde::from_slice(&o.encode()?).map_err(codec),
-            },
-            Repr::Int(i) => match int_as::<T>(*i) {
-                Some(v) => Ok(v),
-                None => decode_int(*i),
-            },
+            Repr::Object(o) => rmp_serde::from_slice(&o.encode()?).map_err(codec),
+            Repr::Int(i) => decode_int(*i),
             Repr::Bytes(b) => match &b[..] {
                 [MAGIC, FORMAT, flags, rest @ ..] => {
                     let payload = if flags & VERSIONED != 0 {
