@@ -61,9 +61,7 @@ impl KeyHasher {
             None => xxh3_128_with_seed(&self.buf[..self.len], ARGS_SEED),
         }
     }
-}
 
-impl KeyHasher {
     /// Past the inline buffer: everything goes through a streaming XXH3.
     #[cold]
     #[inline(never)]
@@ -212,9 +210,9 @@ impl Identity {
         feed(&mut h);
         // The identity is mixed in afterwards rather than hashed along: short argument
         // streams stay on XXH3's fastest paths, and two calls still collide only if their
-        // 128-bit digests do.
-        // The digest is computed here, while the hash is still in registers: reassembled
-        // later from the key in memory, a 128-bit value stalls the hit on store forwarding.
+        // 128-bit digests do. The digest is computed here, while the hash is still in
+        // registers: reassembled later from the key in memory, a 128-bit value stalls the
+        // hit on store forwarding.
         MemoKey {
             id: self,
             digest: h.finish128() ^ self.id_hash ^ self.prefix_digest,
