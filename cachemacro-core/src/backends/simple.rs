@@ -26,11 +26,10 @@ static EPOCHS: AtomicU64 = AtomicU64::new(1);
 /// Reads take no lock and write nothing shared: entries live in a [`papaya`] map (lock-free
 /// reads under an epoch guard), and a hit only sets the entry's visited bit, once. Writes
 /// (`set`, `add`, `delete`, `inc`, `clear`) take one writer lock, under which they update the
-/// map and the [SIEVE](super::sieve) eviction order: a full cache evicts before it inserts,
-/// sparing entries hit since the hand last passed, so a scan of one-off keys does not flush
-/// the hot ones. Expired entries are evicted first when the hand meets them, and dropped when
-/// read. Expiry is checked against the coarse monotonic clock (a few milliseconds of
-/// resolution).
+/// map and the [SIEVE] eviction order: a full cache evicts before it inserts, sparing entries
+/// hit since the hand last passed, so a scan of one-off keys does not flush the hot ones.
+/// Expired entries are evicted first when the hand meets them, and dropped when read. Expiry
+/// is checked against the coarse monotonic clock (a few milliseconds of resolution).
 ///
 /// Values are kept unserialized ([`Value::object`]); a read as the wrong type goes through
 /// the MessagePack encoding, as it would on a remote backend.
@@ -40,6 +39,8 @@ static EPOCHS: AtomicU64 = AtomicU64::new(1);
 /// backend's *epoch*, so a memoized hit can trust the version it read at the current epoch
 /// without reading it again: the hit is one map read plus one load of a rarely written
 /// atomic.
+///
+/// [SIEVE]: https://www.usenix.org/conference/nsdi24/presentation/zhang-yazhuo
 pub struct SimpleBackend {
     map: HashMap<u128, Entry, DigestHasher>,
     /// Serializes writers and holds the eviction order; readers never take it.
