@@ -23,8 +23,8 @@ static EPOCHS: AtomicU64 = AtomicU64::new(1);
 
 /// An in-process cache of at most `threshold` entries with per-entry expiry.
 ///
-/// Reads take no lock and write nothing shared: entries live in a [`papaya`] map (lock-free
-/// reads under an epoch guard), and a hit only sets the entry's visited bit, once. Writes
+/// Reads take no lock: entries live in a [`papaya`] map (lock-free reads under an epoch
+/// guard), and a hit only sets the entry's visited bit, once. Writes
 /// (`set`, `add`, `delete`, `inc`, `clear`) take one writer lock, under which they update the
 /// map and the [SIEVE] eviction order: a full cache evicts before it inserts, sparing entries
 /// hit since the hand last passed, so a scan of one-off keys does not flush the hot ones.
