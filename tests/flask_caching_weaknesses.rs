@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier, LazyLock};
 use std::thread;
 use std::time::Duration;
 
-use cachemacro::{memoize, Cache, Value};
+use cachemacro::{memoize, Cache, Timeout, Value};
 use common::{cache as simple, Broken, Calls, Counting};
 
 static COUNTED: LazyLock<(Cache, Arc<Counting>)> = LazyLock::new(Counting::cache);
@@ -65,6 +65,55 @@ fn a_lost_version_key_invalidates_safely_and_recovers() {
     // …and the new version caches again.
     assert_eq!(lost_version(1), 2);
     assert_eq!(LOST_CALLS.get(), 2);
+}
+
+static FOREIGN: LazyLock<(Cache, Arc<Counting>)> = LazyLock::new(Counting::cache);
+static FOREIGN_COUNTED: LazyLock<Cache> = LazyLock::new(|| FOREIGN.0.clone());
+static FOREIGN_SIMPLE: LazyLock<Cache> = LazyLock::new(simple);
+static FOREIGN_CALLS: Calls = Calls::new();
+
+fn foreign_name(_: &str) -> String {
+    "flask_caching_weaknesses::foreign".to_owned()
+}
+
+/// The same function (one name, so one version key) on a backend reached through the trait
+/// and on the in-process fast path.
+#[memoize(cache = FOREIGN_COUNTED, make_name = foreign_name)]
+fn foreign_counted(_a: u32) -> usize {
+    FOREIGN_CALLS.bump()
+}
+
+#[memoize(cache = FOREIGN_SIMPLE, make_name = foreign_name)]
+fn foreign_simple(_a: u32) -> usize {
+    FOREIGN_CALLS.bump()
+}
+
+#[test]
+fn a_version_key_overwritten_by_a_foreign_writer_invalidates_and_recovers() {
+    let first = foreign_counted(1);
+    assert_eq!(foreign_counted(1), first);
+    let version_key = FOREIGN.1.writes.lock().unwrap()[0].0.clone();
+    assert!(version_key.ends_with(":memver"), "{version_key}");
+    type Call = fn(u32) -> usize;
+    for (cache, call) in [
+        (&*FOREIGN_COUNTED, foreign_counted as Call),
+        (&*FOREIGN_SIMPLE, foreign_simple as Call),
+    ] {
+        let cached = call(1);
+        assert_eq!(call(1), cached);
+        // 0 (never a version) and a string: the old entry is not served, and the function
+        // caches again under a new version.
+        cache.set(&version_key, &0i64, Timeout::Never).unwrap();
+        let after_zero = call(1);
+        assert_ne!(after_zero, cached);
+        assert_eq!(call(1), after_zero);
+        cache
+            .set(&version_key, &"junk".to_owned(), Timeout::Never)
+            .unwrap();
+        let after_junk = call(1);
+        assert_ne!(after_junk, after_zero);
+        assert_eq!(call(1), after_junk);
+    }
 }
 
 /// Two `Cache` handles on one store stand for two processes sharing one memcached.

@@ -32,7 +32,7 @@ fn hot_entries_survive_a_scan_of_one_off_keys() {
     for h in 0..10u32 {
         assert!(cache.has(&format!("hot{h}")).unwrap(), "hot{h} was evicted");
     }
-    // New entries are never the next victim.
+    // The newest entry is there: eviction makes room before an insert.
     assert_eq!(cache.get::<u32>("once999").unwrap(), Some(999));
 }
 

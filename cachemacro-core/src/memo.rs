@@ -230,7 +230,11 @@ where
             return Lookup::Down;
         }
     };
-    let version = version.and_then(|v| v.as_i64()).map(|v| v as u64);
+    // 0 is never a version (values cannot be tagged with it): read as missing, it is replaced.
+    let version = version
+        .and_then(|v| v.as_i64())
+        .map(|v| v as u64)
+        .filter(|&v| v != 0);
     if let Some(value) = value {
         if version_key.is_none() || (version.is_some() && value.version() == version) {
             if let Some(v) = cache.unwrap_value(&text, Some(value)) {
@@ -260,9 +264,9 @@ fn ensure_version(cache: &Cache, version_key: &str) -> Option<u64> {
             Err(e) => Err(e),
         };
         match read.map(|v| v.map(|v| v.as_i64())) {
-            Ok(Some(Some(v))) => return Some(v as u64),
-            // Not a number: whatever wrote it, a new version invalidates safely.
-            Ok(Some(None)) => return replace_version(cache, version_key).ok(),
+            Ok(Some(Some(v))) if v != 0 => return Some(v as u64),
+            // Not a number, or 0: whatever wrote it, a new version invalidates safely.
+            Ok(Some(_)) => return replace_version(cache, version_key).ok(),
             // Gone again between `add` and `get` (evicted, deleted): retry.
             Ok(None) => continue,
             Err(e) => {

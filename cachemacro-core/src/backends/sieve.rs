@@ -4,9 +4,9 @@
 //! the entry itself (an atomic the reader sets without any lock), so hits never touch this
 //! list. To make room, a hand walks from the oldest entry toward the newest: a visited entry
 //! has its bit cleared and stays where it is, the first unvisited one is evicted, and the
-//! hand stays there for the next eviction, wrapping to the oldest at the end. New entries are
-//! never the next victim, one-hit entries leave quickly, and entries hit since the hand last
-//! passed survive.
+//! hand stays there for the next eviction, wrapping to the oldest at the end. Entries hit since
+//! the hand last passed survive, and one-hit entries leave quickly: an entry that is never hit
+//! goes the first time the hand reaches it.
 //!
 //! Pure bookkeeping over slots (`u32` indices into a vector, freed slots reused), run under
 //! the backend's writer lock.

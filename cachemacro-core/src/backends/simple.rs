@@ -15,8 +15,17 @@ use crate::{Backend, Error, Value};
 /// Flask's default `CACHE_THRESHOLD`.
 pub const DEFAULT_THRESHOLD: usize = 500;
 
-/// Version keys end so; their entries are pinned and their writes move the epoch.
+/// Version keys end so (`{name}:{16 hex digits}:memver`); their entries are pinned and their
+/// writes move the epoch.
 const VERSION_SUFFIX: &str = ":memver";
+
+/// Whether `key` has the shape of a function version's key. Only those are pinned: a user key
+/// that merely ends in `:memver` is an ordinary entry, bounded by the threshold.
+fn is_version_key(key: &str) -> bool {
+    key.strip_suffix(VERSION_SUFFIX)
+        .and_then(|rest| rest.len().checked_sub(17).map(|i| &rest.as_bytes()[i..]))
+        .is_some_and(|tail| tail[0] == b':' && tail[1..].iter().all(|b| b.is_ascii_hexdigit()))
+}
 
 /// Epochs are drawn from one counter, so an epoch value names one backend in one state.
 static EPOCHS: AtomicU64 = AtomicU64::new(1);
@@ -81,12 +90,15 @@ impl Entry {
     }
 }
 
+/// The expiry of an entry written now with `ttl`; 0 (never) for none, and for a TTL too long
+/// for the coarse clock's ticks (over 68 years, where its arithmetic would overflow).
 fn expiry(ttl: Option<Duration>) -> u64 {
-    ttl.map_or(0, |t| {
-        (Instant::now_without_cache_update() + coarsetime::Duration::from(t))
-            .as_u64()
-            .max(1)
-    })
+    match ttl {
+        Some(t) if t.as_secs() < 1 << 31 => Instant::now_without_cache_update()
+            .checked_add(coarsetime::Duration::from(t))
+            .map_or(0, |at| at.as_u64().max(1)),
+        _ => 0,
+    }
 }
 
 /// Digests are uniformly distributed already: the map uses them as they are.
@@ -206,7 +218,7 @@ impl SimpleBackend {
         let (slot, visited) = match self.map.get(&d, guard) {
             // Rewriting an entry counts as a use of it.
             Some(old) => (old.slot, true),
-            None if key.ends_with(VERSION_SUFFIX) => (NIL, false),
+            None if is_version_key(key) => (NIL, false),
             None => {
                 while order.len() >= self.threshold {
                     let victim = order.evict(|d| {
@@ -245,7 +257,8 @@ impl SimpleBackend {
         }
         let guard = self.map.guard();
         let entry = self.map.get(&id.version_digest(), &guard)?;
-        let version = entry.value.as_i64()? as u64;
+        // 0 is never a version: the miss path replaces it.
+        let version = Some(entry.value.as_i64()? as u64).filter(|&v| v != 0)?;
         // A version written with an expiry (by hand) is read every time.
         if entry.expires == 0 {
             id.local_version.put(epoch, version);
@@ -323,17 +336,20 @@ impl Backend for SimpleBackend {
         })
     }
     fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
+        // Copies are made before the lock: a value's `Clone` is user code.
+        let items: Vec<(&str, Value)> = items.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let expires = expiry(ttl);
         let mut order = self.lock();
         let guard = self.map.guard();
         for (key, value) in items {
-            self.insert(&mut order, key, value.clone(), expiry(ttl), &guard);
+            self.insert(&mut order, key, value, expires, &guard);
         }
         Ok(())
     }
     fn delete(&self, key: &str) -> Result<bool, Error> {
         let mut order = self.lock();
         let deleted = self.remove(&mut order, digest(key), &self.map.guard());
-        if key.ends_with(VERSION_SUFFIX) {
+        if is_version_key(key) {
             self.moved();
         }
         Ok(deleted)
@@ -371,6 +387,28 @@ impl Backend for SimpleBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_keys_shaped_like_versions_are_versions() {
+        assert!(is_version_key("app::f:0123456789abcdef:memver"));
+        assert!(is_version_key(":0123456789ABCDEF:memver"));
+        for key in [
+            "x:memver",
+            ":memver",
+            "app::f:0123456789abcdeg:memver",
+            "f0123456789abcdef:memver",
+        ] {
+            assert!(!is_version_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn ttls_beyond_the_clock_never_expire() {
+        assert_eq!(expiry(None), 0);
+        assert_eq!(expiry(Some(Duration::from_secs(u64::MAX))), 0);
+        assert_eq!(expiry(Some(Duration::MAX)), 0);
+        assert!(expiry(Some(Duration::from_secs(60))) > 0);
+    }
 
     #[test]
     fn an_entry_and_its_key_fit_in_a_cache_line() {
