@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cachemacro::{memoize, Cache};
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 
 #[path = "support/report.rs"]
 mod report;
@@ -118,16 +118,11 @@ fn summary() {
     }
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
-    targets = bench
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    summary();
+    report::run(
+        Duration::from_millis(300),
+        Duration::from_secs(2),
+        bench,
+        summary,
+    );
 }

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cachemacro::{memoize, Cache};
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 
 #[path = "support/report.rs"]
 mod report;
@@ -167,16 +167,11 @@ fn summary() {
     }
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
-    targets = bench
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    summary();
+    report::run(
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+        bench,
+        summary,
+    );
 }

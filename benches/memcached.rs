@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cachemacro::{memoize, Cache};
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 
 #[path = "support/report.rs"]
 mod report;
@@ -64,16 +64,11 @@ fn summary() {
     }
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
-    targets = bench
-}
-
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    summary();
+    report::run(
+        Duration::from_millis(500),
+        Duration::from_secs(3),
+        bench,
+        summary,
+    );
 }

@@ -6,11 +6,12 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cachemacro::memcached::MemcachedOptions;
 use cachemacro::{memoize, Cache};
 use support::memcached::Memcached;
+use support::timing::round;
 
 /// The seeds' I/O timeout, with short failover windows so the tests see recovery quickly.
 fn options() -> MemcachedOptions {
@@ -30,28 +31,6 @@ fn cache_on(servers: &[&Memcached]) -> Cache {
 
 /// Bound on any one call: the 750 ms I/O timeout plus scheduling slack. A hang fails it.
 const BOUND: Duration = Duration::from_millis(2500);
-
-struct Round {
-    max: Duration,
-    total: Duration,
-    computed: usize,
-}
-
-/// Calls `f` over `args`, checking every value; latency figures and bodies run.
-fn round(f: fn(u64) -> u64, calls: &AtomicUsize, args: std::ops::Range<u64>) -> Round {
-    let before = calls.load(Ordering::SeqCst);
-    let (mut max, start) = (Duration::ZERO, Instant::now());
-    for a in args {
-        let t = Instant::now();
-        assert_eq!(f(a), a * 3 + 1, "wrong value for {a}");
-        max = max.max(t.elapsed());
-    }
-    Round {
-        max,
-        total: start.elapsed(),
-        computed: calls.load(Ordering::SeqCst) - before,
-    }
-}
 
 static KILL: OnceLock<Cache> = OnceLock::new();
 static KILL_CALLS: AtomicUsize = AtomicUsize::new(0);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use cachemacro::{memoize, Cache, Error};
 use support::redis::{Cluster, Redis};
+use support::timing::round;
 
 fn cache_on(url: &str, prefix: &str) -> Cache {
     Cache::builder()
@@ -172,13 +173,8 @@ fn a_memoized_hit_is_one_mget_and_faults_never_give_a_wrong_value() {
     }
 
     let timed = |n: u64| {
-        let (mut max, start) = (Duration::ZERO, Instant::now());
-        for a in 0..n {
-            let t = Instant::now();
-            assert_eq!(on_single(a), a * 3 + 1);
-            max = max.max(t.elapsed());
-        }
-        (max, start.elapsed())
+        let r = round(on_single, &SINGLE_CALLS, 0..n);
+        (r.max, r.total)
     };
     server.freeze();
     let (frozen_max, frozen_total) = timed(20);

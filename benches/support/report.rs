@@ -1,6 +1,26 @@
 //! Reads back criterion's estimates of this run, to print the figures the benches compare.
 
 use std::path::Path;
+use std::time::Duration;
+
+use criterion::Criterion;
+
+/// Runs `bench` under criterion with these times (what `criterion_group!` and
+/// `criterion_main!` would do, command-line filters included), then prints `summary`.
+pub(crate) fn run(
+    warm_up: Duration,
+    measurement: Duration,
+    bench: fn(&mut Criterion),
+    summary: fn(),
+) {
+    let mut criterion = Criterion::default()
+        .warm_up_time(warm_up)
+        .measurement_time(measurement)
+        .configure_from_args();
+    bench(&mut criterion);
+    criterion.final_summary();
+    summary();
+}
 
 /// The mean time, in nanoseconds, criterion measured for `group/id` in this run.
 pub(crate) fn mean_ns(group: &str, id: &str) -> Option<f64> {

@@ -91,6 +91,17 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// How a function's version key ends: `{name}:{16 hex digits}:memver`.
+const VERSION_SUFFIX: &str = ":memver";
+
+/// Whether `key` has the shape of a function's [`Identity::version_key`] (a key that merely
+/// ends in `:memver` does not).
+pub fn is_version_key(key: &str) -> bool {
+    key.strip_suffix(VERSION_SUFFIX)
+        .and_then(|rest| rest.len().checked_sub(17).map(|i| &rest.as_bytes()[i..]))
+        .is_some_and(|tail| tail[0] == b':' && tail[1..].iter().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The digest in-process backends index a key string by.
 ///
 /// A key of the memoize shape, `{prefix}:{32 lowercase hex digits}`, digests to the hex value
@@ -174,7 +185,7 @@ impl Identity {
         let id_hash = h.finish128();
         let name = sanitize(&full, MAX_NAME);
         let version_key = format!(
-            "{name}:{}:memver",
+            "{name}:{}{VERSION_SUFFIX}",
             &std::str::from_utf8(&hex32(id_hash)).unwrap_or_default()[..16]
         );
         Identity {
@@ -519,6 +530,21 @@ mod tests {
             digest(&format!("session:{hex}"))
         );
         assert_ne!(digest("a"), digest("b"));
+    }
+
+    #[test]
+    fn only_keys_shaped_like_versions_are_versions() {
+        let id = Identity::new("app::f", &[], None, None);
+        assert!(is_version_key(id.version_key()), "{}", id.version_key());
+        assert!(is_version_key(":0123456789ABCDEF:memver"));
+        for key in [
+            "x:memver",
+            ":memver",
+            "app::f:0123456789abcdeg:memver",
+            "f0123456789abcdef:memver",
+        ] {
+            assert!(!is_version_key(key), "{key}");
+        }
     }
 
     #[test]

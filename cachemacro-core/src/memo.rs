@@ -142,9 +142,15 @@ enum Lookup<T, M = Option<u64>> {
     Down,
 }
 
-fn hit<T>(cache: &Cache, key: &dyn std::fmt::Display, v: T) -> Lookup<T> {
+/// Counts and logs a hit.
+#[inline]
+fn note_hit(cache: &Cache, key: &(impl std::fmt::Display + ?Sized)) {
     cache.count(Counter::Hit);
     tracing::debug!(target: "cachemacro", key = %key, "hit");
+}
+
+fn hit<T>(cache: &Cache, key: &dyn std::fmt::Display, v: T) -> Lookup<T> {
+    note_hit(cache, key);
     Lookup::Hit(v)
 }
 
@@ -172,8 +178,7 @@ where
         }
         let decoded = value.decode::<T>();
         if decoded.is_ok() {
-            cache.count(Counter::Hit);
-            tracing::debug!(target: "cachemacro", key = %key, "hit");
+            note_hit(cache, key);
         }
         Some(decoded)
     })??;
@@ -230,11 +235,7 @@ where
             return Lookup::Down;
         }
     };
-    // 0 is never a version (values cannot be tagged with it): read as missing, it is replaced.
-    let version = version
-        .and_then(|v| v.as_i64())
-        .map(|v| v as u64)
-        .filter(|&v| v != 0);
+    let version = version.and_then(|v| v.as_version());
     if let Some(value) = value {
         if version_key.is_none() || (version.is_some() && value.version() == version) {
             if let Some(v) = cache.unwrap_value(&text, Some(value)) {
@@ -263,10 +264,11 @@ fn ensure_version(cache: &Cache, version_key: &str) -> Option<u64> {
             Ok(false) => backend.get(version_key),
             Err(e) => Err(e),
         };
-        match read.map(|v| v.map(|v| v.as_i64())) {
-            Ok(Some(Some(v))) if v != 0 => return Some(v as u64),
-            // Not a number, or 0: whatever wrote it, a new version invalidates safely.
-            Ok(Some(_)) => return replace_version(cache, version_key).ok(),
+        match read.map(|v| v.map(|v| v.as_version())) {
+            Ok(Some(Some(v))) => return Some(v),
+            // Not a version (not a number, or 0): whatever wrote it, a new version
+            // invalidates safely.
+            Ok(Some(None)) => return replace_version(cache, version_key).ok(),
             // Gone again between `add` and `get` (evicted, deleted): retry.
             Ok(None) => continue,
             Err(e) => {

@@ -223,11 +223,6 @@ impl Value {
     /// The value as a `T`, moved out when it is an in-process value of type `T`; otherwise as
     /// [`Value::decode`].
     pub fn into_decoded<T: DeserializeOwned + Clone + 'static>(self) -> Result<T, Error> {
-        if let Repr::Int(i) = self.repr {
-            if let Some(v) = int_as::<T>(i) {
-                return Ok(v);
-            }
-        }
         match self.repr {
             Repr::Object(o) if o.as_any().is::<T>() => match o.into_any().downcast::<T>() {
                 Ok(v) => Ok(*v),
@@ -239,6 +234,12 @@ impl Value {
             }
             .decode(),
         }
+    }
+
+    /// The value as a function version: a non-zero integer (0 is what no value can be tagged
+    /// with, so a version key holding it is treated as missing and replaced).
+    pub fn as_version(&self) -> Option<u64> {
+        Some(self.as_i64()? as u64).filter(|&v| v != 0)
     }
 
     /// The value as an integer, for `inc`/`dec`; `None` when it is not one.

@@ -3,3 +3,4 @@
 
 pub mod memcached;
 pub mod redis;
+pub mod timing;

@@ -9,23 +9,11 @@ use coarsetime::Instant;
 use papaya::{Guard, HashMap, ResizeMode};
 
 use super::sieve::{Sieve, NIL};
-use crate::keys::{digest, Identity, MemoKey};
+use crate::keys::{digest, is_version_key, Identity, MemoKey};
 use crate::{Backend, Error, Value};
 
 /// Flask's default `CACHE_THRESHOLD`.
 pub const DEFAULT_THRESHOLD: usize = 500;
-
-/// Version keys end so (`{name}:{16 hex digits}:memver`); their entries are pinned and their
-/// writes move the epoch.
-const VERSION_SUFFIX: &str = ":memver";
-
-/// Whether `key` has the shape of a function version's key. Only those are pinned: a user key
-/// that merely ends in `:memver` is an ordinary entry, bounded by the threshold.
-fn is_version_key(key: &str) -> bool {
-    key.strip_suffix(VERSION_SUFFIX)
-        .and_then(|rest| rest.len().checked_sub(17).map(|i| &rest.as_bytes()[i..]))
-        .is_some_and(|tail| tail[0] == b':' && tail[1..].iter().all(|b| b.is_ascii_hexdigit()))
-}
 
 /// Epochs are drawn from one counter, so an epoch value names one backend in one state.
 static EPOCHS: AtomicU64 = AtomicU64::new(1);
@@ -257,8 +245,7 @@ impl SimpleBackend {
         }
         let guard = self.map.guard();
         let entry = self.map.get(&id.version_digest(), &guard)?;
-        // 0 is never a version: the miss path replaces it.
-        let version = Some(entry.value.as_i64()? as u64).filter(|&v| v != 0)?;
+        let version = entry.value.as_version()?;
         // A version written with an expiry (by hand) is read every time.
         if entry.expires == 0 {
             id.local_version.put(epoch, version);
@@ -387,20 +374,6 @@ impl Backend for SimpleBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_keys_shaped_like_versions_are_versions() {
-        assert!(is_version_key("app::f:0123456789abcdef:memver"));
-        assert!(is_version_key(":0123456789ABCDEF:memver"));
-        for key in [
-            "x:memver",
-            ":memver",
-            "app::f:0123456789abcdeg:memver",
-            "f0123456789abcdef:memver",
-        ] {
-            assert!(!is_version_key(key), "{key}");
-        }
-    }
 
     #[test]
     fn ttls_beyond_the_clock_never_expire() {

@@ -587,6 +587,23 @@ impl MemcachedBackend {
         Ok(())
     }
 
+    /// One SET or ADD of `value` at `key`.
+    fn store(
+        &self,
+        opcode: u8,
+        key: &str,
+        value: &Value,
+        ttl: Option<Duration>,
+    ) -> Result<Response, Error> {
+        let bytes = self.prepare(key, value, ttl)?;
+        self.single(
+            opcode,
+            protocol::store_extras(ttl).to_vec(),
+            self.mkey(key),
+            bytes,
+        )
+    }
+
     /// The keys under this cache's prefix on `server`; `None` when its crawler is busy.
     fn list_keys(&self, server: &Server, timeout: Duration) -> Result<Option<Vec<Vec<u8>>>, Error> {
         let err = |e: std::io::Error| Error::Backend(format!("{}: {e}", server.addr));
@@ -663,13 +680,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
-        let bytes = self.prepare(key, &value, ttl)?;
-        let r = self.single(
-            op::SET,
-            protocol::store_extras(ttl).to_vec(),
-            self.mkey(key),
-            bytes,
-        )?;
+        let r = self.store(op::SET, key, &value, ttl)?;
         match r.header.status {
             status::OK => Ok(()),
             _ => Err(store_error(&r)),
@@ -677,13 +688,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
-        let bytes = self.prepare(key, &value, ttl)?;
-        let r = self.single(
-            op::ADD,
-            protocol::store_extras(ttl).to_vec(),
-            self.mkey(key),
-            bytes,
-        )?;
+        let r = self.store(op::ADD, key, &value, ttl)?;
         match r.header.status {
             status::OK => Ok(true),
             status::EXISTS | status::NOT_STORED => Ok(false),
