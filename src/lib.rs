@@ -33,19 +33,15 @@
 //! See the README for the full option list and the Flask-to-Rust mapping.
 #![warn(missing_docs, unreachable_pub)]
 
-pub use cachemacro_core::*;
+pub use cachemacro_core::{
+    backends, cache, init, make_template_fragment_key, Backend, Cache, CacheBuilder, CacheConfig,
+    Error, Object, Stats, Timeout, Value, DEFAULT_TIMEOUT,
+};
 pub use cachemacro_derive::{cached, memoize};
 
 /// What generated code calls. Not a stable API: names and signatures change without notice.
 #[doc(hidden)]
-pub mod __private {
-    pub use cachemacro_core::keys::{KeyHasher, Site};
-    pub use cachemacro_core::memo::{
-        delete_all, delete_all_async, delete_key, delete_key_async, delete_version,
-        delete_version_async, run_async, run_sync, Key, OkOnly, Plain, SomeOnly, Spec,
-    };
-    pub use cachemacro_core::{cache, Cache, Error, Timeout};
-}
+pub use cachemacro_core::__private;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use cachemacro::filesystem::FilesystemBackend;
+use cachemacro::backends::filesystem::FilesystemBackend;
 use cachemacro::{Backend, Cache, Value};
 
 struct TempDir(PathBuf);

@@ -5,7 +5,7 @@ mod support;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cachemacro::memcached::MemcachedOptions;
+use cachemacro::backends::memcached::MemcachedOptions;
 use cachemacro::{memoize, Cache, Error};
 use serde::{Deserialize, Serialize};
 use support::memcached::Memcached;

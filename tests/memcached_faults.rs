@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cachemacro::memcached::MemcachedOptions;
+use cachemacro::backends::memcached::MemcachedOptions;
 use cachemacro::{memoize, Cache};
 use support::memcached::Memcached;
 use support::timing::round;

@@ -1,9 +1,8 @@
 //! The seam every backend plugs into.
 
-use std::sync::Arc;
+use std::any::Any;
 use std::time::Duration;
 
-use crate::backends::SimpleBackend;
 use crate::{Error, Value};
 
 /// A storage backend: what `simple`, `null`, memcached, redis and the filesystem implement,
@@ -27,7 +26,7 @@ use crate::{Error, Value};
 /// [`Backend::is_blocking`]; async callers then run its calls on a blocking thread pool
 /// instead of the async runtime's threads. In-process backends return `false` and are called
 /// directly.
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: Any + Send + Sync {
     /// A short name for logs (`"simple"`, `"memcached"`, …).
     fn name(&self) -> &'static str;
 
@@ -40,13 +39,6 @@ pub trait Backend: Send + Sync + 'static {
     /// unserialized objects ([`Value::object`]). Default: `false`, values arrive encoded.
     fn keeps_objects(&self) -> bool {
         false
-    }
-
-    /// This backend as the in-process [`SimpleBackend`], if it is one: memoized hits then take
-    /// a path that builds no key string. Leave the default (`None`) in other backends.
-    #[doc(hidden)]
-    fn into_simple(self: Arc<Self>) -> Option<Arc<SimpleBackend>> {
-        None
     }
 
     /// The live value at `key`. Cost: one round trip.

@@ -33,10 +33,10 @@ pub struct CacheBuilder {
     servers: Vec<String>,
     credentials: Option<(String, String)>,
     #[cfg(feature = "memcached")]
-    memcached: crate::memcached::MemcachedOptions,
+    memcached: crate::backends::memcached::MemcachedOptions,
     redis_password: Option<String>,
     #[cfg(feature = "redis")]
-    redis: crate::redis::RedisOptions,
+    redis: crate::backends::redis::RedisOptions,
     dir: Option<std::path::PathBuf>,
 }
 
@@ -116,7 +116,10 @@ impl CacheBuilder {
     /// Timeouts, failover and pool settings of the memcached client (the seeds' libmemcached
     /// behaviours by default).
     #[cfg(feature = "memcached")]
-    pub fn memcached_options(mut self, options: crate::memcached::MemcachedOptions) -> Self {
+    pub fn memcached_options(
+        mut self,
+        options: crate::backends::memcached::MemcachedOptions,
+    ) -> Self {
         let spread = self.memcached.spread;
         self.memcached = options;
         self.memcached.spread |= spread;
@@ -156,7 +159,7 @@ impl CacheBuilder {
 
     /// Timeouts and pool settings of the redis client.
     #[cfg(feature = "redis")]
-    pub fn redis_options(mut self, options: crate::redis::RedisOptions) -> Self {
+    pub fn redis_options(mut self, options: crate::backends::redis::RedisOptions) -> Self {
         self.redis = options;
         self
     }
@@ -287,7 +290,7 @@ impl CacheBuilder {
             Kind::Custom(backend) => Ok(Cache::assemble(backend, timeout, true)),
             #[cfg(feature = "memcached")]
             Kind::Memcached => {
-                let backend = crate::memcached::MemcachedBackend::connect(
+                let backend = crate::backends::memcached::MemcachedBackend::connect(
                     &self.servers,
                     self.credentials,
                     self.key_prefix,
@@ -302,7 +305,7 @@ impl CacheBuilder {
             )),
             #[cfg(feature = "redis")]
             Kind::Redis => {
-                let backend = crate::redis::RedisBackend::connect(
+                let backend = crate::backends::redis::RedisBackend::connect(
                     &self.servers,
                     self.redis_password,
                     self.key_prefix,
@@ -313,7 +316,8 @@ impl CacheBuilder {
             #[cfg(feature = "filesystem")]
             Kind::Filesystem => {
                 let dir = self.dir.unwrap_or_default();
-                let backend = crate::filesystem::FilesystemBackend::open(dir, self.threshold)?;
+                let backend =
+                    crate::backends::filesystem::FilesystemBackend::open(dir, self.threshold)?;
                 Ok(Cache::assemble(Arc::new(backend), timeout, true))
             }
             #[cfg(not(all(feature = "redis", feature = "filesystem")))]

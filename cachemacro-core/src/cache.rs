@@ -88,7 +88,10 @@ impl Cache {
     ) -> Cache {
         let objects = backend.keeps_objects();
         let blocking = backend.is_blocking();
-        let simple = backend.clone().into_simple();
+        // The in-process backend gets a memoized-hit path that builds no key string; it is
+        // recognized by its type, so the `Backend` seam names no concrete backend.
+        let any: Arc<dyn std::any::Any + Send + Sync> = backend.clone();
+        let simple = any.downcast::<SimpleBackend>().ok();
         Cache {
             inner: Arc::new(Inner {
                 backend,

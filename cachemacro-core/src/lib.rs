@@ -15,22 +15,19 @@
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 mod backend;
 pub mod backends;
 mod builder;
 mod cache;
 mod config;
 mod error;
-#[cfg(feature = "filesystem")]
-pub mod filesystem;
 mod flight;
 mod global;
-pub mod keys;
-#[cfg(feature = "memcached")]
-pub mod memcached;
-pub mod memo;
-#[cfg(feature = "redis")]
-pub mod redis;
+mod keys;
+mod memo;
 mod stats;
 mod timeout;
 mod value;

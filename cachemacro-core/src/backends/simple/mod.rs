@@ -2,13 +2,18 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use coarsetime::Instant;
 use papaya::{Guard, HashMap, ResizeMode};
 
-use super::sieve::{Sieve, NIL};
+mod local_version;
+mod sieve;
+
+pub(crate) use local_version::LocalVersion;
+use sieve::{Sieve, NIL};
+
 use crate::keys::{digest, is_version_key, Identity, MemoKey};
 use crate::{Backend, Error, Value};
 
@@ -31,7 +36,7 @@ static EPOCHS: AtomicU64 = AtomicU64::new(1);
 /// Values are kept unserialized ([`Value::object`]); a read as the wrong type goes through
 /// the MessagePack encoding, as it would on a remote backend.
 ///
-/// Entries are indexed by the 128-bit [`digest`] of their key. Function versions are pinned
+/// Entries are indexed by a 128-bit digest of their key. Function versions are pinned
 /// (never evicted, not counted against the threshold) and every write to one moves the
 /// backend's *epoch*, so a memoized hit can trust the version it read at the current epoch
 /// without reading it again: the hit is one map read plus one load of a rarely written
@@ -293,9 +298,6 @@ impl Backend for SimpleBackend {
     }
     fn keeps_objects(&self) -> bool {
         true
-    }
-    fn into_simple(self: Arc<Self>) -> Option<Arc<SimpleBackend>> {
-        Some(self)
     }
     fn get(&self, key: &str) -> Result<Option<Value>, Error> {
         Ok(self.live(digest(key)))

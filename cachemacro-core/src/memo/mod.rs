@@ -1,5 +1,45 @@
 //! What `#[memoize]` and `#[cached]` expand to at run time.
 //!
+//! # The path of a call
+//!
+//! A decorated function goes macro → key → version → backend, one place each:
+//!
+//! 1. **macro** (`cachemacro-derive`, `expand.rs`): the wrapper asks its `static`
+//!    [`Site`](crate::keys::Site) for the function's [`Identity`](crate::keys::Identity)
+//!    (`keys/site.rs`) and calls [`run_sync`] or [`run_async`] with the call's [`Key`];
+//! 2. **key** (`keys/`): [`Identity::call`](crate::keys::Identity::call) feeds every argument's
+//!    `Hash` into a [`KeyHasher`](crate::keys::KeyHasher) (XXH3-128) and yields a
+//!    `MemoKey`: the identity plus a 128-bit digest, no string yet;
+//! 3. **version** (this module): the function's version is read with the value and compared
+//!    with the tag the value was written under (below);
+//! 4. **backend** (`backends/`): one [`Backend::get_pair`](crate::Backend::get_pair) request,
+//!    or, in process, one lock-free map read.
+//!
+//! ## A memoized hit in process (`simple`), step by step
+//!
+//! Measured with `cargo bench --bench hit` and `perf annotate` on this project's 2-vCPU test
+//! machine; 20 ns per hit in all (the `cached` crate's unbounded hit: 14 ns).
+//!
+//! | step | where | cost |
+//! |---|---|---|
+//! | the function's identity: one pointer comparison with the site's first instantiation | `keys/site.rs` `Site::identity` | < 1 ns |
+//! | the arguments' hash, XXH3-128 from an inline buffer, mixed with the identity's digest while still in registers | `keys/identity.rs` `Identity::call`, `keys/hasher.rs` | ~2 ns |
+//! | the version: one load of the backend's epoch, then the function's cached version (a seqlock, two loads) | `backends/simple/mod.rs` `version`, `backends/simple/local_version.rs` | ~1 ns |
+//! | the entry: a `papaya` read under an epoch guard; the guard's release is the hit's one locked instruction | `backends/simple/mod.rs` `with_memo` | ~10 ns, 7 of them the guard |
+//! | the tag check, the visited bit (one store, the first time only), the value cloned once as its own type | `hit_local` here, `value.rs` `Value::decode` | ~3 ns |
+//! | the hit counted in a per-thread stripe and logged (`tracing` `debug`, off) | `stats.rs`, `note_hit` here | ~1 ns |
+//!
+//! No key string is built on this path: it exists only for logs and remote backends.
+//!
+//! ## A memoized hit on a shared backend
+//!
+//! The key string (`{name}:{32 hex}`) is built once, then [`Backend::get_pair`](crate::Backend::get_pair)
+//! reads the version key and the value key in **one round trip** (memcached: one quiet
+//! multi-get, or both servers' requests written before either reply is read; redis: one
+//! `MGET` or a two-node pipeline), and the value is decoded from MessagePack. A memoized hit
+//! on memcached costs 1.05–1.34× a raw `get` of one key through the same client
+//! (`cargo bench --bench memcached`).
+//!
 //! # Versions
 //!
 //! Each memoized function has a version: a random non-zero 64-bit number stored, without
@@ -20,68 +60,19 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+mod shape;
+
+pub use shape::{OkOnly, Plain, Shape, SomeOnly};
 
 use crate::backends::SimpleBackend;
 use crate::flight::{Flights, Join, Leader};
 use crate::keys::MemoKey;
 use crate::stats::Counter;
 use crate::{Cache, Error, Timeout, Value};
-
-/// How a function's return type maps to what is cached.
-pub trait Shape {
-    /// The function's return type.
-    type Out;
-    /// The type stored in the cache.
-    type Stored: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
-    /// The part of `out` to cache, if any (`Ok` of a `Result`, `Some` of an `Option`).
-    fn stored(out: &Self::Out) -> Option<&Self::Stored>;
-    /// The return value for a cached value.
-    fn rebuild(stored: Self::Stored) -> Self::Out;
-}
-
-/// Any return type, cached as it is.
-pub struct Plain<T>(PhantomData<fn() -> T>);
-/// `Result<T, E>`: only `Ok` values are cached.
-pub struct OkOnly<T, E>(PhantomData<fn() -> (T, E)>);
-/// `Option<T>`: only `Some` values are cached (use [`Plain`] to cache `None` too).
-pub struct SomeOnly<T>(PhantomData<fn() -> T>);
-
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for Plain<T> {
-    type Out = T;
-    type Stored = T;
-    fn stored(out: &T) -> Option<&T> {
-        Some(out)
-    }
-    fn rebuild(stored: T) -> T {
-        stored
-    }
-}
-
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static, E> Shape for OkOnly<T, E> {
-    type Out = Result<T, E>;
-    type Stored = T;
-    fn stored(out: &Result<T, E>) -> Option<&T> {
-        out.as_ref().ok()
-    }
-    fn rebuild(stored: T) -> Result<T, E> {
-        Ok(stored)
-    }
-}
-
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for SomeOnly<T> {
-    type Out = Option<T>;
-    type Stored = T;
-    fn stored(out: &Option<T>) -> Option<&T> {
-        out.as_ref()
-    }
-    fn rebuild(stored: T) -> Option<T> {
-        Some(stored)
-    }
-}
 
 /// The per-call options of a decorated function.
 pub struct Spec<S: Shape> {
@@ -281,7 +272,7 @@ fn ensure_version(cache: &Cache, version_key: &str) -> Option<u64> {
 }
 
 /// Writes a new version for the function: every entry written before is stale everywhere.
-pub fn replace_version(cache: &Cache, version_key: &str) -> Result<u64, Error> {
+pub(crate) fn replace_version(cache: &Cache, version_key: &str) -> Result<u64, Error> {
     let fresh = fresh_version();
     cache
         .backend()

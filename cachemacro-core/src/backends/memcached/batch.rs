@@ -1,0 +1,277 @@
+//! The batching I/O engine: requests grouped by server, every server's batch written before
+//! any reply is read, so a multi-key operation is one round trip whatever the servers.
+
+use std::time::{Duration, Instant};
+
+use super::backend::store_error;
+use super::conn::{Conn, ConnError};
+use super::protocol::{self, op, status, Response};
+use super::server::Server;
+use super::MemcachedBackend;
+use crate::Error;
+
+/// One request of a batch.
+pub(super) struct Req {
+    pub(super) opcode: u8,
+    pub(super) extras: Vec<u8>,
+    pub(super) key: Vec<u8>,
+    pub(super) value: Vec<u8>,
+}
+
+/// The requests for one server, and their replies once read.
+pub(super) struct Batch {
+    pub(super) server: usize,
+    pub(super) reqs: Vec<Req>,
+    /// Quiet commands, closed by a `NOOP`: only some requests are answered.
+    pub(super) quiet: bool,
+    pub(super) replies: Vec<Option<Response>>,
+}
+
+/// Where each request of a plan went: (batch, index in the batch).
+pub(super) type Placement = Vec<(usize, usize)>;
+
+/// A batch written to its connection, awaiting its replies.
+pub(super) struct Sent {
+    pub(super) conn: Conn,
+    pub(super) opaques: Vec<u32>,
+}
+
+pub(super) fn backend_err(e: &ConnError) -> Error {
+    Error::Backend(e.message().to_owned())
+}
+
+impl MemcachedBackend {
+    /// Groups requests by server; returns the batches and, per request, (batch, index).
+    pub(super) fn plan(
+        &self,
+        reqs: Vec<Req>,
+        quiet: bool,
+    ) -> Result<(Vec<Batch>, Placement), Error> {
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut place = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let server = self.route(&req.key)?;
+            let b = match batches.iter().position(|b| b.server == server) {
+                Some(b) => b,
+                None => {
+                    batches.push(Batch {
+                        server,
+                        reqs: Vec::new(),
+                        quiet,
+                        replies: Vec::new(),
+                    });
+                    batches.len() - 1
+                }
+            };
+            place.push((b, batches[b].reqs.len()));
+            batches[b].reqs.push(req);
+        }
+        Ok((batches, place))
+    }
+
+    /// Sends every batch, then reads every reply: one round trip, whatever the servers.
+    pub(super) fn exchange(&self, batches: &mut [Batch]) -> Result<(), Error> {
+        let deadline = Instant::now() + self.opts.io_timeout;
+        let mut sent: Vec<Option<Sent>> = Vec::with_capacity(batches.len());
+        let mut failure = None;
+        for b in batches.iter() {
+            let server = &self.servers[b.server];
+            match self.send_batch(server, b, deadline, false) {
+                Ok(s) => sent.push(Some(s)),
+                Err(e) => {
+                    server.failed(&self.opts, e.message());
+                    failure.get_or_insert(backend_err(&e));
+                    sent.push(None);
+                }
+            }
+        }
+        for (b, slot) in batches.iter_mut().zip(sent) {
+            let Some(Sent { conn, opaques }) = slot else {
+                continue;
+            };
+            let server = &self.servers[b.server];
+            let result = match self.read_batch(server, conn, b, &opaques, deadline) {
+                Err(ConnError::Stale(_)) => {
+                    // The pooled connection was dead (server restarted): once more, fresh.
+                    self.send_batch(server, b, deadline, true)
+                        .and_then(|s| self.read_batch(server, s.conn, b, &s.opaques, deadline))
+                }
+                r => r,
+            };
+            match result {
+                Ok(conn) => {
+                    server.succeeded();
+                    server.checkin(conn, &self.opts);
+                }
+                Err(e) => {
+                    server.failed(&self.opts, e.message());
+                    failure.get_or_insert(backend_err(&e));
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    pub(super) fn send_batch(
+        &self,
+        server: &Server,
+        b: &Batch,
+        deadline: Instant,
+        fresh: bool,
+    ) -> Result<Sent, ConnError> {
+        let mut conn = if fresh {
+            Conn::open(&server.addr, &self.opts, self.credentials.as_ref())?
+        } else {
+            server.checkout(&self.opts, self.credentials.as_ref())?
+        };
+        let mut frames = Vec::new();
+        let mut opaques = Vec::with_capacity(b.reqs.len() + 1);
+        for r in &b.reqs {
+            let o = conn.opaque();
+            opaques.push(o);
+            protocol::request(&mut frames, r.opcode, o, &r.extras, &r.key, &r.value);
+        }
+        if b.quiet {
+            let o = conn.opaque();
+            opaques.push(o);
+            protocol::request(&mut frames, op::NOOP, o, &[], &[], &[]);
+        }
+        match conn.send(&server.addr, &frames, deadline) {
+            Ok(()) => Ok(Sent { conn, opaques }),
+            Err(ConnError::Stale(_)) if !fresh => self.send_batch(server, b, deadline, true),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) fn read_batch(
+        &self,
+        server: &Server,
+        mut conn: Conn,
+        b: &mut Batch,
+        opaques: &[u32],
+        deadline: Instant,
+    ) -> Result<Conn, ConnError> {
+        let addr = &server.addr;
+        b.replies = (0..b.reqs.len()).map(|_| None).collect();
+        if b.quiet {
+            let noop = opaques[b.reqs.len()];
+            let mut next = 0;
+            loop {
+                let r = conn.read(addr, deadline)?;
+                if r.header.opaque == noop && r.header.opcode == op::NOOP {
+                    return Ok(conn);
+                }
+                // Quiet replies come in request order, some skipped; anything else means the
+                // stream is out of step.
+                match opaques[next..b.reqs.len()]
+                    .iter()
+                    .position(|&o| o == r.header.opaque)
+                {
+                    Some(i) => {
+                        next += i;
+                        if r.header.status == status::AUTH_ERROR {
+                            return Err(ConnError::Auth(format!("{addr}: not authenticated")));
+                        }
+                        b.replies[next] = Some(r);
+                        next += 1;
+                    }
+                    None => {
+                        return Err(ConnError::Io(format!(
+                            "{addr}: unexpected reply to request {}; closing the connection",
+                            r.header.opaque
+                        )))
+                    }
+                }
+            }
+        }
+        for (i, &o) in opaques.iter().enumerate().take(b.reqs.len()) {
+            let r = conn.expect(addr, o, deadline)?;
+            if r.header.status == status::AUTH_ERROR {
+                return Err(ConnError::Auth(format!("{addr}: not authenticated")));
+            }
+            b.replies[i] = Some(r);
+        }
+        Ok(conn)
+    }
+
+    /// One non-quiet request to the key's server; its reply.
+    pub(super) fn single(
+        &self,
+        opcode: u8,
+        extras: Vec<u8>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<Response, Error> {
+        let (mut batches, _) = self.plan(
+            vec![Req {
+                opcode,
+                extras,
+                key,
+                value,
+            }],
+            false,
+        )?;
+        self.exchange(&mut batches)?;
+        batches[0].replies[0]
+            .take()
+            .ok_or_else(|| Error::Backend("memcached: no reply".into()))
+    }
+
+    /// Raw values of memcached keys, in one round trip.
+    pub(super) fn get_raw(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let n = keys.len();
+        let reqs = keys
+            .into_iter()
+            .map(|key| Req {
+                opcode: op::GETKQ,
+                extras: Vec::new(),
+                key,
+                value: Vec::new(),
+            })
+            .collect();
+        let (mut batches, place) = self.plan(reqs, true)?;
+        self.exchange(&mut batches)?;
+        let mut out = Vec::with_capacity(n);
+        for (b, i) in place {
+            out.push(match batches[b].replies[i].take() {
+                Some(r) if r.header.status == status::OK => Some(r.into_value()),
+                Some(r) if r.header.status == status::NOT_FOUND => None,
+                Some(r) => {
+                    return Err(Error::Backend(format!(
+                        "memcached get failed with status {:#06x}: {}",
+                        r.header.status,
+                        r.text()
+                    )))
+                }
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores raw values (quiet sets, one round trip).
+    pub(super) fn set_raw(
+        &self,
+        items: Vec<(Vec<u8>, Vec<u8>)>,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let extras = protocol::store_extras(ttl).to_vec();
+        let reqs = items
+            .into_iter()
+            .map(|(key, value)| Req {
+                opcode: op::SETQ,
+                extras: extras.clone(),
+                key,
+                value,
+            })
+            .collect();
+        let (mut batches, _) = self.plan(reqs, true)?;
+        self.exchange(&mut batches)?;
+        for b in &batches {
+            if let Some(r) = b.replies.iter().flatten().next() {
+                return Err(store_error(r));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! How a decorated function's return type maps to what is cached.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// How a function's return type maps to what is cached.
+pub trait Shape {
+    /// The function's return type.
+    type Out;
+    /// The type stored in the cache.
+    type Stored: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    /// The part of `out` to cache, if any (`Ok` of a `Result`, `Some` of an `Option`).
+    fn stored(out: &Self::Out) -> Option<&Self::Stored>;
+    /// The return value for a cached value.
+    fn rebuild(stored: Self::Stored) -> Self::Out;
+}
+
+/// Any return type, cached as it is.
+pub struct Plain<T>(PhantomData<fn() -> T>);
+/// `Result<T, E>`: only `Ok` values are cached.
+pub struct OkOnly<T, E>(PhantomData<fn() -> (T, E)>);
+/// `Option<T>`: only `Some` values are cached (use [`Plain`] to cache `None` too).
+pub struct SomeOnly<T>(PhantomData<fn() -> T>);
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for Plain<T> {
+    type Out = T;
+    type Stored = T;
+    fn stored(out: &T) -> Option<&T> {
+        Some(out)
+    }
+    fn rebuild(stored: T) -> T {
+        stored
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static, E> Shape for OkOnly<T, E> {
+    type Out = Result<T, E>;
+    type Stored = T;
+    fn stored(out: &Result<T, E>) -> Option<&T> {
+        out.as_ref().ok()
+    }
+    fn rebuild(stored: T) -> Result<T, E> {
+        Ok(stored)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for SomeOnly<T> {
+    type Out = Option<T>;
+    type Stored = T;
+    fn stored(out: &Option<T>) -> Option<&T> {
+        out.as_ref()
+    }
+    fn rebuild(stored: T) -> Option<T> {
+        Some(stored)
+    }
+}
