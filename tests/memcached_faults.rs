@@ -41,6 +41,15 @@ fn under_kill(a: u64) -> u64 {
     a * 3 + 1
 }
 
+/// Which of `servers` holds the function versions (their keys end in `:memver`, listed
+/// percent-encoded).
+fn version_home(servers: &[Memcached]) -> usize {
+    servers
+        .iter()
+        .position(|m| m.keys().iter().any(|k| k.ends_with("memver")))
+        .expect("a server holds the version")
+}
+
 #[test]
 fn a_killed_server_costs_misses_not_errors_and_comes_back() {
     let mut servers = [Memcached::start(), Memcached::start()];
@@ -49,8 +58,11 @@ fn a_killed_server_costs_misses_not_errors_and_comes_back() {
     round(under_kill, &KILL_CALLS, 0..100);
     let warm = round(under_kill, &KILL_CALLS, 0..100);
     assert_eq!(warm.computed, 0, "all hits before the fault");
+    let home = version_home(&servers);
+    let other = 1 - home;
 
-    servers[0].kill();
+    // The server without the version: its keys fail over to the other one.
+    servers[other].kill();
     let errors = cache.stats().errors;
     let during = round(under_kill, &KILL_CALLS, 0..100);
     let again = round(under_kill, &KILL_CALLS, 0..100);
@@ -66,7 +78,7 @@ fn a_killed_server_costs_misses_not_errors_and_comes_back() {
         during.max, during.total, during.computed, fault_errors, again.computed
     );
 
-    servers[0].restart();
+    servers[other].restart();
     std::thread::sleep(options().dead_timeout + Duration::from_millis(200));
     let back = round(under_kill, &KILL_CALLS, 0..100);
     let settled = round(under_kill, &KILL_CALLS, 0..100);
@@ -76,12 +88,36 @@ fn a_killed_server_costs_misses_not_errors_and_comes_back() {
         "after the restart everything is cached again"
     );
     assert!(
-        servers[0].stats()["curr_items"] > 0,
+        servers[other].stats()["curr_items"] > 0,
         "the restarted server is back in the ring"
     );
     println!(
         "restart: {} recomputed once back, then {}",
         back.computed, settled.computed
+    );
+
+    // The version's home: the version never fails over, so calls run uncached (correct
+    // values, bounded) and an invalidation cannot be promised.
+    servers[home].kill();
+    let during = round(under_kill, &KILL_CALLS, 0..100);
+    let again = round(under_kill, &KILL_CALLS, 0..100);
+    assert!(during.max < BOUND && again.max < BOUND, "{:?}", again.max);
+    assert_eq!(
+        (during.computed, again.computed),
+        (100, 100),
+        "no cached value without the version"
+    );
+    assert!(under_kill_delete_memoized_all().is_err());
+    // Back after `retry_timeout` (not `dead_timeout`): a fresh version, then hits.
+    servers[home].restart();
+    std::thread::sleep(options().retry_timeout + Duration::from_millis(200));
+    round(under_kill, &KILL_CALLS, 0..100);
+    let settled = round(under_kill, &KILL_CALLS, 0..100);
+    assert_eq!(settled.computed, 0, "cached again once the home server is back");
+    assert!(under_kill_delete_memoized_all().is_ok());
+    println!(
+        "version home killed: every call uncached, max {:?}; cached again after its restart",
+        during.max
     );
 }
 

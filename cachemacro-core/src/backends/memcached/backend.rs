@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::batch::{Batch, Req};
+use super::batch::{Batch, Req, Route};
 use super::protocol::{self, op, status, Response};
 use super::spread::Spread;
 use super::{MemcachedBackend, ITEM_OVERHEAD};
@@ -53,7 +53,7 @@ impl MemcachedBackend {
             .collect();
         let mut out: Vec<Option<Vec<u8>>> = raw;
         if !spreads.is_empty() {
-            let chunk_keys: Vec<Vec<u8>> = spreads
+            let chunk_keys: Vec<(Vec<u8>, Route)> = spreads
                 .iter()
                 .flat_map(|(i, s)| (0..s.chunks).map(move |c| self.chunk_key(keys[*i], c)))
                 .collect();
@@ -80,7 +80,7 @@ impl MemcachedBackend {
         let r = self.single(
             opcode,
             protocol::counter_extras(delta, initial).to_vec(),
-            self.mkey(key),
+            self.routed(key),
             Vec::new(),
         )?;
         match r.header.status {
@@ -111,7 +111,7 @@ impl MemcachedBackend {
         self.single(
             opcode,
             protocol::store_extras(ttl).to_vec(),
-            self.mkey(key),
+            self.routed(key),
             bytes,
         )
     }
@@ -136,7 +136,7 @@ impl Backend for MemcachedBackend {
     }
 
     fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, Error> {
-        let raw = self.get_raw(keys.iter().map(|k| self.mkey(k)).collect())?;
+        let raw = self.get_raw(keys.iter().map(|k| self.routed(k)).collect())?;
         self.finish(keys, raw)
     }
 
@@ -160,7 +160,7 @@ impl Backend for MemcachedBackend {
     fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
         let items = items
             .iter()
-            .map(|(k, v)| Ok((self.mkey(k), self.prepare(k, v, ttl)?)))
+            .map(|(k, v)| Ok((self.routed(k), self.prepare(k, v, ttl)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         self.set_raw(items, ttl)
     }
@@ -169,23 +169,46 @@ impl Backend for MemcachedBackend {
         Ok(self.delete_many(&[key])? == 1)
     }
 
+    /// A function version is deleted on its home server. Any other key is deleted on every
+    /// server, in the same round trip: a process whose view of the ring differs (it saw a
+    /// server fail, or not) may hold or read the key on another server than this process
+    /// would, and a delete that returned `Ok` must reach them all. So while a server is
+    /// unreachable, deletes return `Err`.
     fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
-        let reqs = keys
-            .iter()
-            .map(|k| Req {
+        let mut reqs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let (key, route) = self.routed(k);
+            let req = Req {
                 opcode: op::DELETE,
                 extras: Vec::new(),
-                key: self.mkey(k),
+                key,
                 value: Vec::new(),
-            })
-            .collect();
-        let (mut batches, _) = self.plan(reqs, false)?;
+                route,
+            };
+            if route == Route::Home {
+                reqs.push(req);
+                owner.push(i);
+                continue;
+            }
+            for s in 0..self.servers.len() {
+                reqs.push(Req {
+                    route: Route::Server(s),
+                    ..req.clone()
+                });
+                owner.push(i);
+            }
+        }
+        let (mut batches, place) = self.plan(reqs, false)?;
         self.exchange(&mut batches)?;
-        Ok(batches
-            .iter()
-            .flat_map(|b| b.replies.iter().flatten())
-            .filter(|r| r.header.status == status::OK)
-            .count())
+        let mut deleted = vec![false; keys.len()];
+        for ((b, i), key) in place.into_iter().zip(owner) {
+            let ok = batches[b].replies[i]
+                .as_ref()
+                .is_some_and(|r| r.header.status == status::OK);
+            deleted[key] |= ok;
+        }
+        Ok(deleted.into_iter().filter(|&d| d).count())
     }
 
     /// memcached counters are unsigned: a count taken below zero stays at 0, and a value
@@ -221,6 +244,7 @@ impl Backend for MemcachedBackend {
                         extras: Vec::new(),
                         key: Vec::new(),
                         value: Vec::new(),
+                        route: Route::Server(server),
                     }],
                     quiet: false,
                     replies: Vec::new(),

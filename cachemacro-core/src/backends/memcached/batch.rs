@@ -11,11 +11,26 @@ use super::MemcachedBackend;
 use crate::Error;
 
 /// One request of a batch.
+#[derive(Clone)]
 pub(super) struct Req {
     pub(super) opcode: u8,
     pub(super) extras: Vec<u8>,
     pub(super) key: Vec<u8>,
     pub(super) value: Vec<u8>,
+    /// Where the key goes: see [`Route`].
+    pub(super) route: Route,
+}
+
+/// Which server a request's key goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// The key's server among those in this process's ring (a value key: it fails over).
+    Ring,
+    /// The key's home server, whatever this process thinks of its health (a function
+    /// version: it never fails over; see the module docs of `memcached`).
+    Home,
+    /// This server (a delete sent to every server, or a key listed by one).
+    Server(usize),
 }
 
 /// The requests for one server, and their replies once read.
@@ -36,6 +51,34 @@ pub(super) struct Sent {
     pub(super) opaques: Vec<u32>,
 }
 
+fn out_of_step(addr: &str, why: &str) -> ConnError {
+    ConnError::Io(format!("{addr}: {why}; closing the connection"))
+}
+
+/// What a reply's status means for the connection: statuses that are answers (a miss, a
+/// key that exists, a value too large, …) leave it usable; a refused request closes it
+/// without blaming the server; a read that fails otherwise is the server failing.
+fn judge(addr: &str, opcode: u8, r: &Response) -> Result<(), ConnError> {
+    let s = r.header.status;
+    if s == status::AUTH_ERROR {
+        return Err(ConnError::Auth(format!("{addr}: not authenticated")));
+    }
+    if status::refuses_request(s) {
+        return Err(ConnError::Refused(format!(
+            "{addr} refused the request (status {s:#06x}: {})",
+            r.text()
+        )));
+    }
+    let read = matches!(opcode, op::GET | op::GETK | op::GETKQ);
+    if read && s != status::OK && s != status::NOT_FOUND {
+        return Err(ConnError::Io(format!(
+            "{addr}: read failed with status {s:#06x}: {}",
+            r.text()
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn backend_err(e: &ConnError) -> Error {
     Error::Backend(e.message().to_owned())
 }
@@ -50,7 +93,7 @@ impl MemcachedBackend {
         let mut batches: Vec<Batch> = Vec::new();
         let mut place = Vec::with_capacity(reqs.len());
         for req in reqs {
-            let server = self.route(&req.key)?;
+            let server = self.route(&req.key, req.route)?;
             let b = match batches.iter().position(|b| b.server == server) {
                 Some(b) => b,
                 None => {
@@ -102,6 +145,12 @@ impl MemcachedBackend {
                 Ok(conn) => {
                     server.succeeded();
                     server.checkin(conn, &self.opts);
+                }
+                // The request was wrong, not the server: the connection is gone (the server
+                // may close it), the server's health is untouched.
+                Err(e @ ConnError::Refused(_)) => {
+                    server.succeeded();
+                    failure.get_or_insert(backend_err(&e));
                 }
                 Err(e) => {
                     server.failed(&self.opts, e.message());
@@ -158,37 +207,36 @@ impl MemcachedBackend {
             let mut next = 0;
             loop {
                 let r = conn.read(addr, deadline)?;
-                if r.header.opaque == noop && r.header.opcode == op::NOOP {
+                if r.header.opaque == noop {
+                    r.check(op::NOOP, noop, &[])
+                        .map_err(|e| out_of_step(addr, &e))?;
                     return Ok(conn);
                 }
-                // Quiet replies come in request order, some skipped; anything else means the
-                // stream is out of step.
-                match opaques[next..b.reqs.len()]
+                // Quiet replies come in request order, some skipped; a reply to no request
+                // still unanswered (unsolicited, duplicated, out of order) means the stream
+                // is out of step.
+                let Some(i) = opaques[next..b.reqs.len()]
                     .iter()
                     .position(|&o| o == r.header.opaque)
-                {
-                    Some(i) => {
-                        next += i;
-                        if r.header.status == status::AUTH_ERROR {
-                            return Err(ConnError::Auth(format!("{addr}: not authenticated")));
-                        }
-                        b.replies[next] = Some(r);
-                        next += 1;
-                    }
-                    None => {
-                        return Err(ConnError::Io(format!(
-                            "{addr}: unexpected reply to request {}; closing the connection",
-                            r.header.opaque
-                        )))
-                    }
-                }
+                else {
+                    return Err(out_of_step(
+                        addr,
+                        &format!("unexpected reply to request {}", r.header.opaque),
+                    ));
+                };
+                next += i;
+                let req = &b.reqs[next];
+                r.check(req.opcode, opaques[next], &req.key)
+                    .map_err(|e| out_of_step(addr, &e))?;
+                judge(addr, req.opcode, &r)?;
+                b.replies[next] = Some(r);
+                next += 1;
             }
         }
         for (i, &o) in opaques.iter().enumerate().take(b.reqs.len()) {
-            let r = conn.expect(addr, o, deadline)?;
-            if r.header.status == status::AUTH_ERROR {
-                return Err(ConnError::Auth(format!("{addr}: not authenticated")));
-            }
+            let req = &b.reqs[i];
+            let r = conn.expect(addr, req.opcode, o, &req.key, deadline)?;
+            judge(addr, req.opcode, &r)?;
             b.replies[i] = Some(r);
         }
         Ok(conn)
@@ -199,7 +247,7 @@ impl MemcachedBackend {
         &self,
         opcode: u8,
         extras: Vec<u8>,
-        key: Vec<u8>,
+        (key, route): (Vec<u8>, Route),
         value: Vec<u8>,
     ) -> Result<Response, Error> {
         let (mut batches, _) = self.plan(
@@ -208,6 +256,7 @@ impl MemcachedBackend {
                 extras,
                 key,
                 value,
+                route,
             }],
             false,
         )?;
@@ -218,15 +267,19 @@ impl MemcachedBackend {
     }
 
     /// Raw values of memcached keys, in one round trip.
-    pub(super) fn get_raw(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>, Error> {
+    pub(super) fn get_raw(
+        &self,
+        keys: Vec<(Vec<u8>, Route)>,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
         let n = keys.len();
         let reqs = keys
             .into_iter()
-            .map(|key| Req {
+            .map(|(key, route)| Req {
                 opcode: op::GETKQ,
                 extras: Vec::new(),
                 key,
                 value: Vec::new(),
+                route,
             })
             .collect();
         let (mut batches, place) = self.plan(reqs, true)?;
@@ -252,17 +305,18 @@ impl MemcachedBackend {
     /// Stores raw values (quiet sets, one round trip).
     pub(super) fn set_raw(
         &self,
-        items: Vec<(Vec<u8>, Vec<u8>)>,
+        items: Vec<((Vec<u8>, Route), Vec<u8>)>,
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
         let extras = protocol::store_extras(ttl).to_vec();
         let reqs = items
             .into_iter()
-            .map(|(key, value)| Req {
+            .map(|((key, route), value)| Req {
                 opcode: op::SETQ,
                 extras: extras.clone(),
                 key,
                 value,
+                route,
             })
             .collect();
         let (mut batches, _) = self.plan(reqs, true)?;

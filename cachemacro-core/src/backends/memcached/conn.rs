@@ -1,14 +1,19 @@
 //! One connection to one memcached server.
 //!
-//! Every request carries a fresh `opaque`, and every reply must carry the one expected next:
-//! a reply for another request means the stream is out of step, and the connection is closed
-//! (the caller drops a `Conn` after any error). Reads and writes run against a deadline.
+//! Every request carries a fresh `opaque`, and every reply must answer the request expected
+//! next (opcode, opaque, and the key for key-echoing reads, checked by
+//! [`Response::check`]): anything else means the stream is out of step, and the connection is
+//! closed (the caller drops a `Conn` after any error). Reads and writes run against a
+//! deadline. A connection goes back to the pool only with nothing unread, and is checked for
+//! bytes or a close that arrived while it sat there before it is used again.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::protocol::{self, op, status, Header, Response, HEADER};
+use std::mem::MaybeUninit;
+
+use super::protocol::{self, op, status, ReadBuf, Response};
 use super::Options;
 
 /// How a connection failed.
@@ -21,24 +26,27 @@ pub(crate) enum ConnError {
     Stale(String),
     /// Credentials refused, or required and missing.
     Auth(String),
+    /// The server refused the request itself (a key or value it will not take): the
+    /// connection is closed, but the server is not failing.
+    Refused(String),
 }
 
 impl ConnError {
     pub(crate) fn message(&self) -> &str {
         match self {
-            ConnError::Io(m) | ConnError::Stale(m) | ConnError::Auth(m) => m,
+            ConnError::Io(m) | ConnError::Stale(m) | ConnError::Auth(m) | ConnError::Refused(m) => {
+                m
+            }
         }
     }
 }
 
 pub(crate) struct Conn {
     stream: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
+    rb: ReadBuf,
     next_opaque: u32,
-    /// Taken from the pool (rather than just opened).
+    /// Taken from the pool (rather than just opened), and nothing read since.
     pub(crate) reused: bool,
-    max_body: usize,
 }
 
 fn io_err(what: &str, addr: &str, e: &io::Error) -> ConnError {
@@ -69,11 +77,9 @@ impl Conn {
                     let _ = socket2::SockRef::from(&stream).set_keepalive(true);
                     let mut conn = Conn {
                         stream,
-                        buf: Vec::with_capacity(16 * 1024),
-                        start: 0,
+                        rb: ReadBuf::new(opts.max_value_size + 1024),
                         next_opaque: 1,
                         reused: false,
-                        max_body: opts.max_value_size + 1024,
                     };
                     if let Some((user, pass)) = credentials {
                         conn.authenticate(addr, user, pass, opts.io_timeout)?;
@@ -98,7 +104,7 @@ impl Conn {
         let o = self.opaque();
         protocol::request(&mut out, op::SASL_LIST_MECHS, o, &[], &[], &[]);
         self.send(addr, &out, deadline)?;
-        let mechs = self.expect(addr, o, deadline)?;
+        let mechs = self.expect(addr, op::SASL_LIST_MECHS, o, &[], deadline)?;
         if mechs.header.status != status::OK
             || !mechs.text().split_whitespace().any(|m| m == "PLAIN")
         {
@@ -116,7 +122,7 @@ impl Conn {
         let o = self.opaque();
         protocol::request(&mut out, op::SASL_AUTH, o, &[], b"PLAIN", &token);
         self.send(addr, &out, deadline)?;
-        let r = self.expect(addr, o, deadline)?;
+        let r = self.expect(addr, op::SASL_AUTH, o, &[], deadline)?;
         match r.header.status {
             status::OK => Ok(()),
             status::AUTH_ERROR => Err(ConnError::Auth(format!(
@@ -166,81 +172,84 @@ impl Conn {
         })
     }
 
-    fn fill(&mut self, addr: &str, need: usize, deadline: Instant) -> Result<(), ConnError> {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-        while self.buf.len() - self.start < need {
+    /// Reads once more from the socket into the buffer.
+    fn read_more(&mut self, addr: &str, deadline: Instant) -> Result<(), ConnError> {
+        loop {
             let t = Self::remaining(addr, deadline)?;
             let _ = self.stream.set_read_timeout(Some(t));
-            let len = self.buf.len();
-            let want = (need - (len - self.start)).max(16 * 1024);
-            self.buf.resize(len + want, 0);
-            match self.stream.read(&mut self.buf[len..]) {
+            let spare = self.rb.spare();
+            match self.stream.read(spare) {
                 Ok(0) => {
-                    self.buf.truncate(len);
+                    self.rb.filled(0);
                     let msg = format!("read {addr}: connection closed by the server");
-                    return Err(if self.reused && len == self.start {
+                    return Err(if self.reused {
                         ConnError::Stale(msg)
                     } else {
                         ConnError::Io(msg)
                     });
                 }
-                Ok(n) => self.buf.truncate(len + n),
+                Ok(n) => {
+                    self.rb.filled(n);
+                    // Once something was read, a later failure is not a stale connection.
+                    self.reused = false;
+                    return Ok(());
+                }
                 Err(e) => {
-                    self.buf.truncate(len);
+                    self.rb.filled(0);
                     if e.kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
-                    if self.reused
-                        && len == self.start
-                        && e.kind() == io::ErrorKind::ConnectionReset
-                    {
+                    if self.reused && e.kind() == io::ErrorKind::ConnectionReset {
                         return Err(ConnError::Stale(format!("read {addr}: {e}")));
                     }
                     return Err(io_err("read", addr, &e));
                 }
             }
         }
-        Ok(())
     }
 
     /// Reads the next response frame.
     pub(crate) fn read(&mut self, addr: &str, deadline: Instant) -> Result<Response, ConnError> {
-        self.fill(addr, HEADER, deadline)?;
-        let mut h = [0u8; HEADER];
-        h.copy_from_slice(&self.buf[self.start..self.start + HEADER]);
-        let header = Header::parse(&h).map_err(|e| ConnError::Io(format!("{addr}: {e}")))?;
-        if header.body_len > self.max_body {
-            return Err(ConnError::Io(format!(
-                "{addr}: response body of {} bytes exceeds the {}-byte limit",
-                header.body_len, self.max_body
-            )));
+        loop {
+            match self.rb.next_frame() {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => self.read_more(addr, deadline)?,
+                Err(e) => return Err(ConnError::Io(format!("{addr}: {e}"))),
+            }
         }
-        self.start += HEADER;
-        self.fill(addr, header.body_len, deadline)?;
-        let body = self.buf[self.start..self.start + header.body_len].to_vec();
-        self.start += header.body_len;
-        // Once something was read, a later failure is not a stale connection.
-        self.reused = false;
-        Ok(Response { header, body })
     }
 
-    /// Reads the next response and checks it answers request `opaque`.
+    /// Reads the next response and checks it answers the request sent with `opcode`,
+    /// `opaque` and `key`.
     pub(crate) fn expect(
         &mut self,
         addr: &str,
+        opcode: u8,
         opaque: u32,
+        key: &[u8],
         deadline: Instant,
     ) -> Result<Response, ConnError> {
         let r = self.read(addr, deadline)?;
-        if r.header.opaque != opaque {
-            return Err(ConnError::Io(format!(
-                "{addr}: reply for request {} where {opaque} was expected; closing the connection",
-                r.header.opaque
-            )));
-        }
+        r.check(opcode, opaque, key)
+            .map_err(|e| ConnError::Io(format!("{addr}: {e}; closing the connection")))?;
         Ok(r)
+    }
+
+    /// Whether every byte received was taken as a reply: only then may the connection serve
+    /// another request.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.rb.is_empty()
+    }
+
+    /// Whether an idle connection is still fit for use: nothing arrived while it sat in the
+    /// pool (no unsolicited frame, no close by the server). One non-blocking peek.
+    pub(crate) fn idle_ok(&self) -> bool {
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        let sock = socket2::SockRef::from(&self.stream);
+        match sock.recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            // Bytes nobody asked for, or the server closed the connection.
+            Ok(_) => false,
+        }
     }
 }

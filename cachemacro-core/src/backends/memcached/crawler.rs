@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::batch::{Batch, Req};
+use super::batch::{Batch, Req, Route};
 use super::protocol::op;
 use super::server::Server;
 use super::MemcachedBackend;
@@ -35,6 +35,12 @@ impl MemcachedBackend {
                 }
             }
         };
+        // Keys were listed by this server: delete them there, whatever the ring says now.
+        let index = self
+            .servers
+            .iter()
+            .position(|s| std::ptr::eq(s, server))
+            .unwrap_or(0);
         for chunk in keys.chunks(1000) {
             let reqs = chunk
                 .iter()
@@ -43,14 +49,9 @@ impl MemcachedBackend {
                     extras: Vec::new(),
                     key: k.clone(),
                     value: Vec::new(),
+                    route: Route::Server(index),
                 })
                 .collect();
-            // Keys were listed by this server: delete them there, whatever the ring says now.
-            let index = self
-                .servers
-                .iter()
-                .position(|s| std::ptr::eq(s, server))
-                .unwrap_or(0);
             let mut batch = [Batch {
                 server: index,
                 reqs,

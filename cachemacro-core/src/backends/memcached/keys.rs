@@ -2,16 +2,29 @@
 
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::batch::Route;
 use super::{MemcachedBackend, MAX_KEY};
+use crate::keys::is_version_key;
 use crate::Error;
 
 impl MemcachedBackend {
+    /// The key as sent and where it goes: function versions to their home server only,
+    /// every other key through the ring.
+    pub(super) fn routed(&self, key: &str) -> (Vec<u8>, Route) {
+        let route = if is_version_key(key) {
+            Route::Home
+        } else {
+            Route::Ring
+        };
+        (self.mkey(key), route)
+    }
+
     /// The key as sent: prefixed, and replaced by a hash when memcached could not take it as
-    /// it is (too long, spaces, control or non-ASCII bytes).
+    /// it is (empty, too long, spaces, control or non-ASCII bytes).
     pub(super) fn mkey(&self, key: &str) -> Vec<u8> {
         let full_len = self.prefix.len() + key.len();
         let ok = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
-        if full_len <= MAX_KEY && ok(key) && ok(&self.prefix) {
+        if (1..=MAX_KEY).contains(&full_len) && ok(key) && ok(&self.prefix) {
             let mut k = Vec::with_capacity(full_len);
             k.extend_from_slice(self.prefix.as_bytes());
             k.extend_from_slice(key.as_bytes());
@@ -27,17 +40,19 @@ impl MemcachedBackend {
         format!("{prefix}#{:032x}", xxh3_128(&full)).into_bytes()
     }
 
-    pub(super) fn chunk_key(&self, key: &str, i: u32) -> Vec<u8> {
+    pub(super) fn chunk_key(&self, key: &str, i: u32) -> (Vec<u8>, Route) {
         // The NUL forces the hashed form: chunk keys are always valid and prefixed.
-        self.mkey(&format!("{key}\0chunk{i}"))
+        (self.mkey(&format!("{key}\0chunk{i}")), Route::Ring)
     }
 
-    /// The server for a key, or an error when none can take it now.
-    pub(super) fn route(&self, key: &[u8]) -> Result<usize, Error> {
-        let s = self
-            .ring
-            .server(key, |s| self.servers[s].in_ring())
-            .ok_or_else(|| Error::Backend("no memcached server is in rotation".into()))?;
+    /// The server for a key, or an error when it cannot take it now.
+    pub(super) fn route(&self, key: &[u8], route: Route) -> Result<usize, Error> {
+        let s = match route {
+            Route::Ring => self.ring.server(key, |s| self.servers[s].in_ring()),
+            Route::Home => self.ring.server(key, |_| true),
+            Route::Server(s) => Some(s),
+        }
+        .ok_or_else(|| Error::Backend("no memcached server is in rotation".into()))?;
         if !self.servers[s].available() {
             return Err(Error::Backend(format!(
                 "memcached server {} failed recently; retried after {:?}",

@@ -2,14 +2,46 @@
 //! client.
 //!
 //! Why our own: the crates measured (bmemcached, memcache) lacked SASL, timeouts or
-//! reconnection, or matched replies to the wrong requests after a timeout. Here every reply's
-//! `opaque` is checked, a connection that saw any error is closed, SASL PLAIN runs on
+//! reconnection, or matched replies to the wrong requests after a timeout. Here every reply
+//! is checked against the request it answers (opcode, `opaque`, and the key a read echoes),
+//! a connection that saw any error or holds unread bytes is closed, SASL PLAIN runs on
 //! connect, and every operation runs against a deadline.
 //!
 //! Every multi-key operation is one round trip: the requests for each server are written
 //! (quiet commands closed by a `NOOP`) to every server involved before any reply is read. A
 //! memoized hit (`get_pair`: version and value) is therefore one round trip for two keys,
 //! whether they share a server or not.
+//!
+//! Files: `options` (the knobs), `keys` (key mapping and routing), `protocol` (frames,
+//! no I/O), `conn` (one connection), `server` (a server's pool and health), `ring`
+//! (consistent hashing), `batch` (the batching engine), `spread` (large values), `crawler`
+//! (`clear()` by prefix), `backend` (the [`Backend`](crate::Backend) impl).
+//!
+//! # Failover, and why invalidations survive it
+//!
+//! Whether a server is in the ring is each process's own view: a process that saw a server
+//! fail sends that server's keys to the next one on the ring for `dead_timeout`, one that did
+//! not (it was idle, or its pooled connection was silently replaced) keeps using it. So two
+//! processes may read the same key on two servers. For values that is harmless as long as
+//! every process reads **one** copy of each function's version, because a value is served
+//! only when it carries the version read in the same round trip:
+//!
+//! * **A function's version key never fails over.** It lives on its home server (its owner
+//!   on the full ring, whatever any process thinks of the servers' health). While that server
+//!   is unreachable, memoized calls of the function run uncached and
+//!   `f_delete_memoized_all()` returns `Err`; it is retried after `retry_timeout`, not
+//!   `dead_timeout`, so calls are cached again as soon as the server answers.
+//! * So `f_delete_memoized_all()` returning `Ok` means the one copy now holds a version no
+//!   value was written under before: every call that starts afterwards, in any process, reads
+//!   that version (or none, and runs its body) and can only be served a value written under
+//!   it, i.e. computed by a call that read the version after the invalidation.
+//! * A restarted, empty home server gets a fresh random version on first use, so values
+//!   written under versions from before the restart (on it or on a fallback server) are
+//!   never served; a fallback server never holds a version, so no old version can come back
+//!   from it when the home server fails again.
+//! * A delete of any other key (`f_delete_memoized(args)`, `cache.delete`) goes to every
+//!   server in one round trip, since another process may hold or read that key on a server
+//!   this one would not pick; while a server is unreachable such deletes return `Err`.
 
 mod backend;
 mod batch;
@@ -103,7 +135,7 @@ impl MemcachedBackend {
         protocol::request(&mut out, op::GET, o, &[], b"cachemacro:probe", &[]);
         let reply = conn
             .send(&server.addr, &out, deadline)
-            .and_then(|()| conn.expect(&server.addr, o, deadline));
+            .and_then(|()| conn.expect(&server.addr, op::GET, o, &[], deadline));
         match reply {
             Ok(r) if r.header.status == status::AUTH_ERROR => Err(Error::config(
                 auth_vars,
@@ -154,6 +186,11 @@ mod tests {
             assert_eq!(m, b.mkey(k));
         }
         assert_ne!(b.mkey("with space"), b.mkey("with  space"));
+        // The empty key too, with and without a prefix.
+        for b in [backend(""), backend("app:")] {
+            let m = b.mkey("");
+            assert!(!m.is_empty() && m.len() <= MAX_KEY && m.iter().all(u8::is_ascii_graphic));
+        }
         assert_ne!(backend("other:").mkey("with space"), b.mkey("with space"));
     }
 }

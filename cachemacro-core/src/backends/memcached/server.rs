@@ -55,20 +55,33 @@ impl Server {
         opts: &Options,
         creds: Option<&(String, String)>,
     ) -> Result<Conn, ConnError> {
-        if let Some(mut c) = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-        {
-            c.reused = true;
-            return Ok(c);
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            match idle {
+                // Something arrived while it sat in the pool: a frame nobody asked for, or
+                // the server's close. Either way it cannot carry the next request.
+                Some(c) if !c.idle_ok() => continue,
+                Some(mut c) => {
+                    c.reused = true;
+                    return Ok(c);
+                }
+                None => return Conn::open(&self.addr, opts, creds),
+            }
         }
-        Conn::open(&self.addr, opts, creds)
     }
 
-    /// Returns a connection that completed its requests cleanly.
+    /// Returns a connection that completed its requests cleanly; one with bytes left unread
+    /// (more than its requests' replies) is closed instead.
     pub(crate) fn checkin(&self, conn: Conn, opts: &Options) {
+        if !conn.is_drained() {
+            tracing::debug!(target: "cachemacro", server = %self.addr,
+                "memcached sent more than the replies asked for; connection closed");
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < opts.pool_size {
             idle.push(conn);
