@@ -284,3 +284,42 @@ fn several_processes_share_one_directory() {
         "no temporary file left"
     );
 }
+
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_cache_is_private_to_its_user_unless_configured() {
+    let root = TempDir::new("modes");
+    let dir = root.0.join("a").join("cache");
+    let cache = Cache::builder().filesystem(&dir).build().unwrap();
+    cache.set("session:1", &"secret", 0).unwrap();
+    cache.inc("n", 1).unwrap(); // takes the lock file
+    assert_eq!(mode(&dir), 0o700, "the directory it created");
+    assert_eq!(mode(&root.0.join("a")), 0o700, "and its parents");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+
+    // Shared with a group, as configured (the umask may only take bits away).
+    let shared = root.0.join("shared");
+    let cache = Cache::builder()
+        .filesystem(&shared)
+        .filesystem_mode(0o640)
+        .build()
+        .unwrap();
+    cache.set("k", &1u32, 0).unwrap();
+    assert_eq!(mode(&shared) & 0o007, 0, "no access for others");
+    for f in entry_files(&shared) {
+        assert_eq!(mode(&f) & !0o640, 0, "{}", f.display());
+        assert_eq!(mode(&f) & 0o600, 0o600);
+    }
+}

@@ -38,6 +38,7 @@ pub struct CacheBuilder {
     #[cfg(feature = "redis")]
     redis: crate::backends::redis::RedisOptions,
     dir: Option<std::path::PathBuf>,
+    file_mode: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -65,6 +66,7 @@ impl Default for CacheBuilder {
             #[cfg(feature = "redis")]
             redis: Default::default(),
             dir: None,
+            file_mode: None,
         }
     }
 }
@@ -84,7 +86,14 @@ impl fmt::Debug for CacheBuilder {
             .field("key_prefix", &self.key_prefix)
             .field("default_timeout", &self.default_timeout)
             .field("threshold", &self.threshold)
-            .field("servers", &self.servers)
+            .field(
+                "servers",
+                &self
+                    .servers
+                    .iter()
+                    .map(|s| crate::redact::url(s))
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -164,10 +173,19 @@ impl CacheBuilder {
         self
     }
 
-    /// Files under `dir`, one per key (`CACHE_DIR`).
+    /// Files under `dir`, one per key (`CACHE_DIR`). The directory is created with mode
+    /// 0700 and files are written 0600 unless [`CacheBuilder::filesystem_mode`] says
+    /// otherwise.
     pub fn filesystem(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.kind = Kind::Filesystem;
         self.dir = Some(dir.into());
+        self
+    }
+
+    /// Permissions of the filesystem backend's files (before the umask), e.g. `0o640` to
+    /// share the cache with a group. Default: `0o600`.
+    pub fn filesystem_mode(mut self, mode: u32) -> Self {
+        self.file_mode = Some(mode);
         self
     }
 
@@ -316,8 +334,14 @@ impl CacheBuilder {
             #[cfg(feature = "filesystem")]
             Kind::Filesystem => {
                 let dir = self.dir.unwrap_or_default();
-                let backend =
-                    crate::backends::filesystem::FilesystemBackend::open(dir, self.threshold)?;
+                let mode = self
+                    .file_mode
+                    .unwrap_or(crate::backends::filesystem::DEFAULT_MODE);
+                let backend = crate::backends::filesystem::FilesystemBackend::open_with_mode(
+                    dir,
+                    self.threshold,
+                    mode,
+                )?;
                 Ok(Cache::assemble(Arc::new(backend), timeout, true))
             }
             #[cfg(not(all(feature = "redis", feature = "filesystem")))]

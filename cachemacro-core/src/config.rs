@@ -1,9 +1,11 @@
 //! [`CacheConfig`]: Flask-Caching's `CACHE_*` settings, from the environment or any serde
 //! source.
 
+use std::fmt;
+
 use serde::{Deserialize, Deserializer};
 
-use crate::Error;
+use crate::{redact, Error};
 
 /// Cache settings with Flask-Caching's names.
 ///
@@ -19,7 +21,7 @@ use crate::Error;
 /// let cache = Cache::from_config(config)?;
 /// # Ok::<(), cachemacro_core::Error>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct CacheConfig {
@@ -63,6 +65,34 @@ pub struct CacheConfig {
     /// The directory of the `filesystem` backend.
     #[serde(alias = "CACHE_DIR")]
     pub cache_dir: Option<String>,
+}
+
+/// Passwords show as `***`, and so does the password in a redis URL's userinfo.
+impl fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| redact::MASK);
+        f.debug_struct("CacheConfig")
+            .field("cache_type", &self.cache_type)
+            .field("cache_default_timeout", &self.cache_default_timeout)
+            .field("cache_threshold", &self.cache_threshold)
+            .field("cache_key_prefix", &self.cache_key_prefix)
+            .field("cache_memcached_servers", &self.cache_memcached_servers)
+            .field("cache_memcached_username", &self.cache_memcached_username)
+            .field(
+                "cache_memcached_password",
+                &secret(&self.cache_memcached_password),
+            )
+            .field(
+                "cache_redis_url",
+                &self.cache_redis_url.as_deref().map(redact::url),
+            )
+            .field("cache_redis_host", &self.cache_redis_host)
+            .field("cache_redis_port", &self.cache_redis_port)
+            .field("cache_redis_password", &secret(&self.cache_redis_password))
+            .field("cache_redis_db", &self.cache_redis_db)
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
 }
 
 fn servers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {

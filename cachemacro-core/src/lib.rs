@@ -28,6 +28,7 @@ mod flight;
 mod global;
 mod keys;
 mod memo;
+mod redact;
 mod stats;
 mod timeout;
 mod value;

@@ -32,10 +32,28 @@ const LOCK_FILE: &str = ".cachemacro.lock";
 pub struct FilesystemBackend {
     dir: PathBuf,
     threshold: usize,
+    /// Permissions of the files written (before the umask).
+    mode: u32,
     /// Entries counted at the last look at the directory (`usize::MAX`: not looked yet).
     known: AtomicUsize,
     /// Writes of this process since then.
     since: AtomicUsize,
+}
+
+/// The permissions of cache files unless configured: this user only (as cachelib's
+/// `FileSystemCache` writes them).
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// `options` creating files with permissions `mode` (on Unix; elsewhere as they are).
+fn with_mode(options: &mut OpenOptions, mode: u32) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    options
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -66,18 +84,38 @@ fn entry_name(name: &str) -> bool {
 }
 
 impl FilesystemBackend {
-    /// A cache in `dir` (created if missing) of at most `threshold` entries.
+    /// A cache in `dir` (created if missing, mode 0700) of at most `threshold` entries,
+    /// written as files of mode [`DEFAULT_MODE`] (0600): cached values, sessions among them,
+    /// are readable by this user only.
     pub fn open(dir: impl Into<PathBuf>, threshold: usize) -> Result<FilesystemBackend, Error> {
+        Self::open_with_mode(dir, threshold, DEFAULT_MODE)
+    }
+
+    /// As [`FilesystemBackend::open`], with files written with permissions `mode` (before
+    /// the process's umask), e.g. `0o640` for a directory shared with a group. Directories
+    /// this creates get the same bits, plus search permission where reading is allowed.
+    pub fn open_with_mode(
+        dir: impl Into<PathBuf>,
+        threshold: usize,
+        mode: u32,
+    ) -> Result<FilesystemBackend, Error> {
         let dir = dir.into();
         if dir.as_os_str().is_empty() {
             return Err(Error::config("CACHE_DIR", "the directory is empty"));
         }
-        fs::create_dir_all(&dir)
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // Search permission wherever read permission is given.
+            builder.mode(mode | (mode & 0o444) >> 2 | 0o700);
+        }
+        builder
+            .create(&dir)
             .map_err(|e| Error::config("CACHE_DIR", format!("{}: {e}", dir.display())))?;
         let probe = dir.join(LOCK_FILE);
-        OpenOptions::new()
-            .create(true)
-            .append(true)
+        with_mode(OpenOptions::new().create(true).append(true), mode)
             .open(&probe)
             .map_err(|e| {
                 Error::config(
@@ -87,6 +125,7 @@ impl FilesystemBackend {
             })?;
         Ok(FilesystemBackend {
             dir,
+            mode,
             threshold: threshold.max(1),
             known: AtomicUsize::new(usize::MAX),
             since: AtomicUsize::new(0),
@@ -138,9 +177,7 @@ impl FilesystemBackend {
             std::process::id(),
             fastrand::u64(..)
         ));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        let mut f = with_mode(OpenOptions::new().write(true).create_new(true), self.mode)
             .open(&tmp)
             .map_err(|e| io("create", &tmp, e))?;
         f.write_all(contents).map_err(|e| io("write", &tmp, e))?;
@@ -160,9 +197,7 @@ impl FilesystemBackend {
 
     fn lock(&self) -> Result<File, Error> {
         let path = self.dir.join(LOCK_FILE);
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
+        let f = with_mode(OpenOptions::new().create(true).append(true), self.mode)
             .open(&path)
             .map_err(|e| io("open", &path, e))?;
         f.lock().map_err(|e| io("lock", &path, e))?;
@@ -210,7 +245,9 @@ impl FilesystemBackend {
         }
         // One pruner at a time; the others go on (the next write will look again).
         let path = self.dir.join(LOCK_FILE);
-        let Ok(lock) = OpenOptions::new().create(true).append(true).open(&path) else {
+        let Ok(lock) =
+            with_mode(OpenOptions::new().create(true).append(true), self.mode).open(&path)
+        else {
             return;
         };
         if lock.try_lock().is_err() {

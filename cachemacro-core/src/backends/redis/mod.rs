@@ -19,7 +19,7 @@ use r::cluster::{ClusterClient, ClusterConnection};
 use r::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use r::{ErrorKind, IntoConnectionInfo, RedisError};
 
-use crate::{Backend, Error, Value};
+use crate::{redact, Backend, Error, Value};
 
 /// Tuning of the redis client: the same defaults as the memcached client's.
 #[derive(Debug, Clone)]
@@ -92,12 +92,21 @@ impl RedisBackend {
         prefix: impl Into<String>,
         opts: RedisOptions,
     ) -> Result<RedisBackend, Error> {
+        // Whatever the redis crate's messages quote, no password leaves in an error.
+        let mut secrets: Vec<&str> = urls
+            .iter()
+            .filter_map(|u| redact::url_password(u))
+            .collect();
+        secrets.extend(password.as_deref());
+        let config_err = |e: &dyn std::fmt::Display| {
+            Error::config("CACHE_REDIS_URL", redact::scrub(&e.to_string(), &secrets))
+        };
         let mut infos = Vec::with_capacity(urls.len());
         for url in urls {
             let mut info = url
                 .as_str()
                 .into_connection_info()
-                .map_err(|e| Error::config("CACHE_REDIS_URL", format!("{url:?}: {e}")))?;
+                .map_err(|e| config_err(&format_args!("{:?}: {e}", redact::url(url))))?;
             if let Some(p) = &password {
                 let settings = info.redis_settings().clone().set_password(p);
                 info = info.set_redis_settings(settings);
@@ -108,8 +117,7 @@ impl RedisBackend {
             .first()
             .cloned()
             .ok_or_else(|| Error::config("CACHE_REDIS_URL", "no redis server given"))?;
-        let client =
-            r::Client::open(first).map_err(|e| Error::config("CACHE_REDIS_URL", e.to_string()))?;
+        let client = r::Client::open(first).map_err(|e| config_err(&e))?;
         let cluster = infos.len() > 1 || Self::cluster_enabled(&client, &opts)?;
         let target = if cluster {
             let mut b = ClusterClient::builder(infos)
@@ -119,9 +127,7 @@ impl RedisBackend {
             if let Some(p) = &password {
                 b = b.password(p.clone());
             }
-            let client = b
-                .build()
-                .map_err(|e| Error::config("CACHE_REDIS_URL", e.to_string()))?;
+            let client = b.build().map_err(|e| config_err(&e))?;
             Target::Cluster {
                 client,
                 idle: Mutex::new(Vec::new()),
