@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::batch::{Batch, Req, Route};
+use super::batch::{Batch, Req, Route, RoutedKey};
 use super::protocol::{self, op, status, Response};
 use super::spread::Spread;
 use super::{MemcachedBackend, ITEM_OVERHEAD};
@@ -53,7 +53,7 @@ impl MemcachedBackend {
             .collect();
         let mut out: Vec<Option<Vec<u8>>> = raw;
         if !spreads.is_empty() {
-            let chunk_keys: Vec<(Vec<u8>, Route)> = spreads
+            let chunk_keys: Vec<RoutedKey> = spreads
                 .iter()
                 .flat_map(|(i, s)| (0..s.chunks).map(move |c| self.chunk_key(keys[*i], c)))
                 .collect();

@@ -21,6 +21,9 @@ pub(super) struct Req {
     pub(super) route: Route,
 }
 
+/// A key as sent, and where it goes.
+pub(super) type RoutedKey = (Vec<u8>, Route);
+
 /// Which server a request's key goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Route {
@@ -247,7 +250,7 @@ impl MemcachedBackend {
         &self,
         opcode: u8,
         extras: Vec<u8>,
-        (key, route): (Vec<u8>, Route),
+        (key, route): RoutedKey,
         value: Vec<u8>,
     ) -> Result<Response, Error> {
         let (mut batches, _) = self.plan(
@@ -269,7 +272,7 @@ impl MemcachedBackend {
     /// Raw values of memcached keys, in one round trip.
     pub(super) fn get_raw(
         &self,
-        keys: Vec<(Vec<u8>, Route)>,
+        keys: Vec<RoutedKey>,
     ) -> Result<Vec<Option<Vec<u8>>>, Error> {
         let n = keys.len();
         let reqs = keys
@@ -305,7 +308,7 @@ impl MemcachedBackend {
     /// Stores raw values (quiet sets, one round trip).
     pub(super) fn set_raw(
         &self,
-        items: Vec<((Vec<u8>, Route), Vec<u8>)>,
+        items: Vec<(RoutedKey, Vec<u8>)>,
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
         let extras = protocol::store_extras(ttl).to_vec();

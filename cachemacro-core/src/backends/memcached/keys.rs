@@ -2,7 +2,7 @@
 
 use xxhash_rust::xxh3::xxh3_128;
 
-use super::batch::Route;
+use super::batch::{Route, RoutedKey};
 use super::{MemcachedBackend, MAX_KEY};
 use crate::keys::is_version_key;
 use crate::Error;
@@ -10,7 +10,7 @@ use crate::Error;
 impl MemcachedBackend {
     /// The key as sent and where it goes: function versions to their home server only,
     /// every other key through the ring.
-    pub(super) fn routed(&self, key: &str) -> (Vec<u8>, Route) {
+    pub(super) fn routed(&self, key: &str) -> RoutedKey {
         let route = if is_version_key(key) {
             Route::Home
         } else {
@@ -40,7 +40,7 @@ impl MemcachedBackend {
         format!("{prefix}#{:032x}", xxh3_128(&full)).into_bytes()
     }
 
-    pub(super) fn chunk_key(&self, key: &str, i: u32) -> (Vec<u8>, Route) {
+    pub(super) fn chunk_key(&self, key: &str, i: u32) -> RoutedKey {
         // The NUL forces the hashed form: chunk keys are always valid and prefixed.
         (self.mkey(&format!("{key}\0chunk{i}")), Route::Ring)
     }
