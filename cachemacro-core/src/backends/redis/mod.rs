@@ -10,16 +10,20 @@
 //! pipeline that writes to every node involved before reading any reply. Keys are never
 //! hash-tagged, so one function's entries spread over every slot.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+mod node;
+mod router;
+mod slots;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use ::redis as r;
-use r::cluster::{ClusterClient, ClusterConnection};
-use r::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use r::{ErrorKind, IntoConnectionInfo, RedisError};
 
+use crate::keys::is_version_key;
 use crate::{redact, Backend, Error, Value};
+use node::Node;
+use router::{Cluster, Router, Unit};
 
 /// Tuning of the redis client: the same defaults as the memcached client's.
 #[derive(Debug, Clone)]
@@ -31,8 +35,14 @@ pub struct RedisOptions {
     pub io_timeout: Duration,
     /// After a failure, how long a standalone server is skipped (calls fail fast).
     pub retry_timeout: Duration,
-    /// Idle connections kept.
+    /// Idle connections kept per server.
     pub pool_size: usize,
+    /// A new function version (`f_delete_memoized_all`, `f_delete_memoized_verhash`) is
+    /// confirmed by a replica before the call returns `Ok` (`WAIT`), so a failover cannot
+    /// roll an invalidation back; `Err` when a replica is connected and none confirms
+    /// within two thirds of `io_timeout`. A server without replicas has nothing to wait
+    /// for. Default: `true`.
+    pub confirm_versions: bool,
 }
 
 impl Default for RedisOptions {
@@ -42,31 +52,18 @@ impl Default for RedisOptions {
             io_timeout: Duration::from_millis(750),
             retry_timeout: Duration::from_secs(2),
             pool_size: 8,
+            confirm_versions: true,
         }
     }
 }
 
 const AUTH_VARS: &str = "CACHE_REDIS_URL/CACHE_REDIS_PASSWORD";
 
-enum Target {
-    Single {
-        client: r::Client,
-        idle: Mutex<Vec<r::Connection>>,
-    },
-    Cluster {
-        client: ClusterClient,
-        idle: Mutex<Vec<ClusterConnection>>,
-    },
-}
-
 /// The redis backend.
 pub struct RedisBackend {
-    target: Target,
+    router: Router,
     prefix: String,
     opts: RedisOptions,
-    origin: Instant,
-    /// Milliseconds since `origin` before which a failed standalone server is not tried.
-    resting_until: AtomicU64,
 }
 
 fn redis_err(e: &RedisError) -> Error {
@@ -76,6 +73,12 @@ fn redis_err(e: &RedisError) -> Error {
         }
         _ => Error::Backend(format!("redis: {e}")),
     }
+}
+
+/// A reply as `T`; an error reply is an `Err`.
+fn decode<T: r::FromRedisValue>(reply: r::Value) -> Result<T, Error> {
+    let reply = reply.extract_error().map_err(|e| redis_err(&e))?;
+    T::from_redis_value(reply).map_err(|e| Error::Backend(format!("redis: {e}")))
 }
 
 fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
@@ -107,43 +110,33 @@ impl RedisBackend {
                 .as_str()
                 .into_connection_info()
                 .map_err(|e| config_err(&format_args!("{:?}: {e}", redact::url(url))))?;
+            let mut settings = info.redis_settings().clone();
             if let Some(p) = &password {
-                let settings = info.redis_settings().clone().set_password(p);
-                info = info.set_redis_settings(settings);
+                settings = settings.set_password(p);
             }
+            // No `CLIENT SETINFO` round trips on connect: a new connection to a frozen
+            // server would wait for them with the full connect timeout.
+            info = info.set_redis_settings(settings.set_skip_set_lib_name());
             infos.push(info);
         }
         let first = infos
             .first()
             .cloned()
             .ok_or_else(|| Error::config("CACHE_REDIS_URL", "no redis server given"))?;
-        let client = r::Client::open(first).map_err(|e| config_err(&e))?;
+        let client = r::Client::open(first.clone()).map_err(|e| config_err(&e))?;
         let cluster = infos.len() > 1 || Self::cluster_enabled(&client, &opts)?;
-        let target = if cluster {
-            let mut b = ClusterClient::builder(infos)
-                .connection_timeout(opts.connect_timeout)
-                .response_timeout(opts.io_timeout)
-                .retries(1);
-            if let Some(p) = &password {
-                b = b.password(p.clone());
-            }
-            let client = b.build().map_err(|e| config_err(&e))?;
-            Target::Cluster {
-                client,
-                idle: Mutex::new(Vec::new()),
-            }
+        let router = if cluster {
+            let c = Cluster::new(first, infos);
+            c.refresh(&opts, true);
+            Router::Cluster(Box::new(c))
         } else {
-            Target::Single {
-                client,
-                idle: Mutex::new(Vec::new()),
-            }
+            let node = Node::new(router::addr_of(&first), first).map_err(|e| config_err(&e))?;
+            Router::Single(Arc::new(node))
         };
         Ok(RedisBackend {
-            target,
+            router,
             prefix: prefix.into(),
             opts,
-            origin: Instant::now(),
-            resting_until: AtomicU64::new(0),
         })
     }
 
@@ -191,7 +184,7 @@ impl RedisBackend {
 
     /// Whether this backend talks to a cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.target, Target::Cluster { .. })
+        matches!(self.router, Router::Cluster(_))
     }
 
     fn key(&self, key: &str) -> Vec<u8> {
@@ -201,107 +194,56 @@ impl RedisBackend {
         k
     }
 
-    fn now(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+    /// One command on `key`'s server; its reply.
+    fn one<T: r::FromRedisValue>(&self, key: &str, cmd: r::Cmd) -> Result<T, Error> {
+        let k = self.key(key);
+        let mut replies = self.router.exec(&self.opts, &[Unit::one(k, cmd)])?;
+        let reply = replies
+            .pop()
+            .and_then(|mut r| r.pop())
+            .unwrap_or(r::Value::Nil);
+        decode(reply)
     }
 
-    fn fresh_single(client: &r::Client, opts: &RedisOptions) -> r::RedisResult<r::Connection> {
-        let conn = client.get_connection_with_timeout(opts.connect_timeout)?;
-        conn.set_read_timeout(Some(opts.io_timeout))?;
-        conn.set_write_timeout(Some(opts.io_timeout))?;
-        Ok(conn)
-    }
-
-    /// Runs `single` or `cluster` on a pooled connection (a fresh one if the pooled one turns
-    /// out dead). A connection that saw an error is dropped, never reused.
-    fn run<T>(
-        &self,
-        single: impl Fn(&mut r::Connection) -> r::RedisResult<T>,
-        cluster: impl Fn(&mut ClusterConnection) -> r::RedisResult<T>,
-    ) -> Result<T, Error> {
-        match &self.target {
-            Target::Single { client, idle } => {
-                if self.resting_until.load(Ordering::Relaxed) > self.now() {
-                    return Err(Error::Backend(format!(
-                        "redis failed recently; retried after {:?}",
-                        self.opts.retry_timeout
-                    )));
-                }
-                let pooled = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-                let reused = pooled.is_some();
-                let attempt = |conn: Option<r::Connection>| -> r::RedisResult<(r::Connection, T)> {
-                    let mut conn = match conn {
-                        Some(c) => c,
-                        None => Self::fresh_single(client, &self.opts)?,
-                    };
-                    let out = single(&mut conn)?;
-                    Ok((conn, out))
-                };
-                let result = match attempt(pooled) {
-                    Err(e)
-                        if reused
-                            && (e.is_connection_dropped() || e.is_io_error())
-                            && !e.is_timeout() =>
-                    {
-                        attempt(None)
-                    }
-                    r => r,
-                };
-                match result {
-                    Ok((conn, out)) => {
-                        let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
-                        if idle.len() < self.opts.pool_size {
-                            idle.push(conn);
-                        }
-                        Ok(out)
-                    }
-                    Err(e) => {
-                        if e.is_io_error()
-                            || e.is_timeout()
-                            || e.is_connection_dropped()
-                            || e.is_connection_refusal()
-                        {
-                            idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                            self.resting_until.store(
-                                self.now() + self.opts.retry_timeout.as_millis() as u64,
-                                Ordering::Relaxed,
-                            );
-                            tracing::warn!(target: "cachemacro", error = %e, "redis failing; retried in {:?}", self.opts.retry_timeout);
-                        }
-                        Err(redis_err(&e))
-                    }
-                }
-            }
-            Target::Cluster { client, idle } => {
-                let pooled = idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-                let mut conn = match pooled {
-                    Some(c) => c,
-                    None => {
-                        let c = client.get_connection().map_err(|e| redis_err(&e))?;
-                        c.set_read_timeout(Some(self.opts.io_timeout))
-                            .map_err(|e| redis_err(&e))?;
-                        c.set_write_timeout(Some(self.opts.io_timeout))
-                            .map_err(|e| redis_err(&e))?;
-                        c
-                    }
-                };
-                match cluster(&mut conn) {
-                    Ok(out) => {
-                        let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
-                        if idle.len() < self.opts.pool_size {
-                            idle.push(conn);
-                        }
-                        Ok(out)
-                    }
-                    Err(e) => Err(redis_err(&e)),
-                }
-            }
+    /// A write of `key`; for a function version, confirmed by a replica (see
+    /// [`RedisOptions::confirm_versions`]): `ROLE` tells how many replicas the key's master
+    /// has (`WAIT` for one of none would only wait out its timeout), then the write and a
+    /// `WAIT` for one of them go together. Two round trips, for the rare version writes.
+    fn write<T: r::FromRedisValue>(&self, key: &str, cmd: r::Cmd) -> Result<T, Error> {
+        if !(self.opts.confirm_versions && is_version_key(key)) {
+            return self.one(key, cmd);
         }
-    }
-
-    /// Runs one command, the same on a server or a cluster.
-    fn run_cmd<T: r::FromRedisValue>(&self, cmd: impl Fn() -> r::Cmd) -> Result<T, Error> {
-        self.run(|c| cmd().query(c), |c| cmd().query(c))
+        let role: r::Value = self.one(key, r::cmd("ROLE"))?;
+        let replicas = match role {
+            r::Value::Array(fields) => match fields.get(2) {
+                Some(r::Value::Array(replicas)) => replicas.len(),
+                _ => 0,
+            },
+            _ => 0,
+        };
+        if replicas == 0 {
+            return self.one(key, cmd);
+        }
+        let wait_ms = (self.opts.io_timeout.as_millis() as u64 * 2 / 3).max(1);
+        let mut wait = r::cmd("WAIT");
+        wait.arg(1).arg(wait_ms);
+        let unit = Unit {
+            key: self.key(key),
+            cmds: vec![cmd, wait],
+        };
+        let mut replies = self
+            .router
+            .exec(&self.opts, &[unit])?
+            .pop()
+            .unwrap_or_default();
+        let acked: i64 = decode(replies.pop().unwrap_or(r::Value::Nil)).unwrap_or(0);
+        let out = decode(replies.pop().unwrap_or(r::Value::Nil))?;
+        if acked == 0 {
+            return Err(Error::Backend(format!(
+                "redis: the new version of {key:?} was not confirmed by any of {replicas} replicas within {wait_ms} ms; a failover now could undo it"
+            )));
+        }
+        Ok(out)
     }
 
     fn set_cmd(&self, key: &str, bytes: &[u8], ttl: Option<Duration>, nx: bool) -> r::Cmd {
@@ -317,18 +259,52 @@ impl RedisBackend {
     }
 
     fn counter(&self, key: &str, op: &'static str, delta: i64) -> Result<i64, Error> {
-        let k = self.key(key);
-        let cmd = || {
-            let mut c = r::cmd(op);
-            c.arg(&k).arg(delta);
-            c
-        };
-        self.run_cmd(cmd).map_err(|e| match e {
+        let mut c = r::cmd(op);
+        c.arg(self.key(key)).arg(delta);
+        self.one(key, c).map_err(|e| match e {
             Error::Backend(m) if m.contains("not an integer") || m.contains("overflow") => {
                 Error::NotANumber(key.to_owned())
             }
             e => e,
         })
+    }
+
+    /// Every key under this cache's prefix on one master, `SCAN` page by page, each page
+    /// removed with `UNLINK` (one command per key on a cluster: keys of a page may belong
+    /// to different slots).
+    fn clear_prefix(&self, node: &Node) -> Result<(), Error> {
+        let cluster = self.is_cluster();
+        let mut cursor = 0u64;
+        loop {
+            let page = node
+                .run(&self.opts, &[self.scan_cmd(cursor)])
+                .map_err(|e| redis_err(&e))?
+                .pop()
+                .unwrap_or(r::Value::Nil);
+            let (next, keys): (u64, Vec<Vec<u8>>) = decode(page)?;
+            if !keys.is_empty() {
+                let cmds: Vec<r::Cmd> = if cluster {
+                    keys.iter()
+                        .map(|k| {
+                            let mut c = r::cmd("UNLINK");
+                            c.arg(k);
+                            c
+                        })
+                        .collect()
+                } else {
+                    let mut c = r::cmd("UNLINK");
+                    c.arg(&keys);
+                    vec![c]
+                };
+                for reply in node.run(&self.opts, &cmds).map_err(|e| redis_err(&e))? {
+                    reply.extract_error().map_err(|e| redis_err(&e))?;
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 
     fn scan_cmd(&self, cursor: u64) -> r::Cmd {
@@ -354,23 +330,6 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// The `host:port` of every master, from `CLUSTER NODES`.
-fn masters(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let flags = fields.get(2)?;
-            if !flags.contains("master") || flags.contains("fail") {
-                return None;
-            }
-            let addr = fields.get(1)?.split('@').next()?;
-            let (host, port) = addr.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
-}
-
 impl Backend for RedisBackend {
     fn name(&self) -> &'static str {
         "redis"
@@ -380,79 +339,109 @@ impl Backend for RedisBackend {
         Ok(self.get_many(&[key])?.pop().flatten())
     }
 
+    /// One `MGET` on a server; on a cluster one `GET` per key, every node's written before
+    /// any reply is read. One round trip either way.
     fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, Error> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ks: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
-        let raw: Vec<Option<Vec<u8>>> = self.run(
-            |c| r::cmd("MGET").arg(&ks).query(c),
-            |c| {
-                let mut p = r::cluster::cluster_pipe();
-                for k in &ks {
-                    p.cmd("GET").arg(k);
+        let raw: Vec<Option<Vec<u8>>> = match (&self.router, keys) {
+            (_, []) => Vec::new(),
+            (Router::Single(_), [first, ..]) => {
+                let mut c = r::cmd("MGET");
+                for k in keys {
+                    c.arg(self.key(k));
                 }
-                p.query(c)
-            },
-        )?;
+                self.one(first, c)?
+            }
+            (Router::Cluster(_), _) => {
+                let units: Vec<Unit> = keys
+                    .iter()
+                    .map(|k| {
+                        let key = self.key(k);
+                        let mut c = r::cmd("GET");
+                        c.arg(&key);
+                        Unit::one(key, c)
+                    })
+                    .collect();
+                self.router
+                    .exec(&self.opts, &units)?
+                    .into_iter()
+                    .map(|mut replies| decode(replies.pop().unwrap_or(r::Value::Nil)))
+                    .collect::<Result<_, Error>>()?
+            }
+        };
         Ok(raw.into_iter().map(|v| v.map(Value::from_bytes)).collect())
     }
 
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
         let bytes = value.to_bytes()?;
-        self.run_cmd(|| self.set_cmd(key, &bytes, ttl, false))
+        self.write(key, self.set_cmd(key, &bytes, ttl, false))
     }
 
     fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
         let bytes = value.to_bytes()?;
-        let reply: Option<String> = self.run_cmd(|| self.set_cmd(key, &bytes, ttl, true))?;
+        // A new version that a failover loses only makes a fresh one: nothing to confirm.
+        let reply: Option<String> = self.one(key, self.set_cmd(key, &bytes, ttl, true))?;
         Ok(reply.is_some())
     }
 
     fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
-        let items = items
+        let units = items
             .iter()
-            .map(|(k, v)| Ok((*k, v.to_bytes()?)))
+            .map(|(k, v)| {
+                Ok(Unit::one(
+                    self.key(k),
+                    self.set_cmd(k, &v.to_bytes()?, ttl, false),
+                ))
+            })
             .collect::<Result<Vec<_>, Error>>()?;
-        self.run(
-            |c| {
-                let mut p = r::pipe();
-                for (k, b) in &items {
-                    p.add_command(self.set_cmd(k, b, ttl, false)).ignore();
-                }
-                p.query::<()>(c)
-            },
-            |c| {
-                let mut p = r::cluster::cluster_pipe();
-                for (k, b) in &items {
-                    p.add_command(self.set_cmd(k, b, ttl, false)).ignore();
-                }
-                p.query::<()>(c)
-            },
-        )
+        for reply in self.router.exec(&self.opts, &units)?.into_iter().flatten() {
+            reply.extract_error().map_err(|e| redis_err(&e))?;
+        }
+        Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.delete_many(&[key])? == 1)
+        let mut c = r::cmd("UNLINK");
+        c.arg(self.key(key));
+        Ok(self.write::<usize>(key, c)? == 1)
     }
 
+    /// One `UNLINK` on a server; on a cluster one per key (keys of different slots cannot
+    /// share one), every node's written before any reply is read. A function version among
+    /// them is confirmed by a replica, as for [`Backend::set`].
     fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let ks: Vec<Vec<u8>> = keys.iter().map(|k| self.key(k)).collect();
-        self.run(
-            |c| r::cmd("UNLINK").arg(&ks).query::<usize>(c),
-            |c| {
-                // Keys of different slots cannot share one UNLINK on a cluster: one command per
-                // key, all in one pipeline (one round trip per node, written to all first).
-                let mut p = r::cluster::cluster_pipe();
-                for k in &ks {
-                    p.cmd("UNLINK").arg(k);
+        let version = keys.iter().copied().find(|k| is_version_key(k));
+        match (&self.router, keys) {
+            (_, []) => Ok(0),
+            (Router::Single(_), [first, ..]) => {
+                let mut c = r::cmd("UNLINK");
+                for k in keys {
+                    c.arg(self.key(k));
                 }
-                Ok(p.query::<Vec<usize>>(c)?.into_iter().sum())
-            },
-        )
+                self.write(version.unwrap_or(first), c)
+            }
+            (Router::Cluster(_), _) => {
+                let mut n = 0;
+                for k in keys {
+                    if Some(*k) == version {
+                        n += usize::from(self.delete(k)?);
+                    }
+                }
+                let units: Vec<Unit> = keys
+                    .iter()
+                    .filter(|k| !is_version_key(k))
+                    .map(|k| {
+                        let key = self.key(k);
+                        let mut c = r::cmd("UNLINK");
+                        c.arg(&key);
+                        Unit::one(key, c)
+                    })
+                    .collect();
+                for reply in self.router.exec(&self.opts, &units)?.into_iter().flatten() {
+                    n += decode::<usize>(reply)?;
+                }
+                Ok(n)
+            }
+        }
     }
 
     fn inc(&self, key: &str, delta: i64) -> Result<i64, Error> {
@@ -463,64 +452,22 @@ impl Backend for RedisBackend {
         self.counter(key, "DECRBY", delta)
     }
 
-    /// Without a prefix: `FLUSHDB` (on every master of a cluster). With one: `SCAN MATCH
-    /// prefix*` and `UNLINK` of each page, on every master; other keys stay.
+    /// Without a prefix: `FLUSHDB` on every master. With one: `SCAN MATCH prefix*` and
+    /// `UNLINK` of each page, on every master; other keys stay.
     fn clear(&self) -> Result<(), Error> {
-        if self.prefix.is_empty() {
-            return self.run_cmd(|| r::cmd("FLUSHDB"));
-        }
-        match &self.target {
-            Target::Single { .. } => self.run(
-                |c| {
-                    let mut cursor = 0u64;
-                    loop {
-                        let (next, keys): (u64, Vec<Vec<u8>>) = self.scan_cmd(cursor).query(c)?;
-                        if !keys.is_empty() {
-                            r::cmd("UNLINK").arg(&keys).query::<()>(c)?;
-                        }
-                        if next == 0 {
-                            return Ok(());
-                        }
-                        cursor = next;
-                    }
-                },
-                |_| unreachable!(),
-            ),
-            Target::Cluster { .. } => {
-                let nodes: String = self.run(
-                    |_| unreachable!(),
-                    |c| r::cmd("CLUSTER").arg("NODES").query(c),
-                )?;
-                for (host, port) in masters(&nodes) {
-                    let route =
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-                    self.run(
-                        |_| unreachable!(),
-                        |c| {
-                            let mut cursor = 0u64;
-                            loop {
-                                let page =
-                                    c.route_command(&self.scan_cmd(cursor), route.clone())?;
-                                let (next, keys): (u64, Vec<Vec<u8>>) =
-                                    r::FromRedisValue::from_redis_value(page)?;
-                                if !keys.is_empty() {
-                                    let mut p = r::cluster::cluster_pipe();
-                                    for k in &keys {
-                                        p.cmd("UNLINK").arg(k).ignore();
-                                    }
-                                    p.query::<()>(c)?;
-                                }
-                                if next == 0 {
-                                    return Ok(());
-                                }
-                                cursor = next;
-                            }
-                        },
-                    )?;
+        for node in self.router.masters(&self.opts) {
+            if self.prefix.is_empty() {
+                for reply in node
+                    .run(&self.opts, &[r::cmd("FLUSHDB")])
+                    .map_err(|e| redis_err(&e))?
+                {
+                    reply.extract_error().map_err(|e| redis_err(&e))?;
                 }
-                Ok(())
+            } else {
+                self.clear_prefix(&node)?;
             }
         }
+        Ok(())
     }
 }
 
@@ -531,17 +478,5 @@ mod tests {
     #[test]
     fn glob_characters_are_escaped() {
         assert_eq!(glob_escape("app:*[x]?\\"), "app:\\*\\[x\\]\\?\\\\");
-    }
-
-    #[test]
-    fn masters_from_cluster_nodes() {
-        let nodes = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
-                     b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922\n\
-                     c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected 10923-16383\n\
-                     d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected\n";
-        assert_eq!(
-            masters(nodes),
-            vec![("127.0.0.1".into(), 7000), ("127.0.0.1".into(), 7001)]
-        );
     }
 }
