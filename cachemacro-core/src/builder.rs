@@ -344,10 +344,15 @@ impl CacheBuilder {
                 )?;
                 Ok(Cache::assemble(Arc::new(backend), timeout, true))
             }
-            #[cfg(not(all(feature = "redis", feature = "filesystem")))]
-            Kind::Redis | Kind::Filesystem => Err(Error::config(
+            #[cfg(not(feature = "redis"))]
+            Kind::Redis => Err(Error::config(
                 "CACHE_TYPE",
-                "this backend's feature (`redis` or `filesystem`) is not compiled in",
+                "redis support is not compiled in: enable cachemacro's `redis` feature",
+            )),
+            #[cfg(not(feature = "filesystem"))]
+            Kind::Filesystem => Err(Error::config(
+                "CACHE_TYPE",
+                "filesystem support is not compiled in: enable cachemacro's `filesystem` feature",
             )),
         }
     }

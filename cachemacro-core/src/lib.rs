@@ -43,3 +43,6 @@ pub use keys::make_template_fragment_key;
 pub use stats::Stats;
 pub use timeout::Timeout;
 pub use value::{Object, Value};
+
+#[cfg(test)]
+mod proptests;

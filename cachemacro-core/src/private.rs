@@ -2,9 +2,45 @@
 //! signatures change with every release, which is why the `cachemacro` facade pins the exact
 //! `cachemacro-derive` version that writes calls to them.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 pub use crate::keys::{KeyHasher, Site};
 pub use crate::memo::{
     delete_all, delete_all_async, delete_key, delete_key_async, delete_version,
     delete_version_async, run_async, run_sync, Key, OkOnly, Plain, Shape, SomeOnly, Spec,
 };
 pub use crate::{cache, Cache, Error, Timeout};
+
+/// What a value needs to be cached. Implemented for every type that has it all; its point is
+/// the compile error for a type that does not: one error, on the decorated function's return
+/// type, that lists what is needed, instead of one per missing trait naming [`Shape`] and
+/// [`Plain`].
+///
+/// The trait lives here rather than beside [`Shape`] because generated code names it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached",
+    label = "a cached value must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
+    note = "values are serialized for shared backends (serde's `Serialize` and `DeserializeOwned`), \
+            cloned for every caller waiting on the same key (`Clone`), and shared between \
+            threads (`Send + Sync + 'static`)",
+    note = "for a type of your own: `#[derive(Clone, serde::Serialize, serde::Deserialize)]`"
+)]
+pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+// `do_not_recommend`: without it, the compiler would report each unmet bound below as its own
+// error instead of the one unmet `Cacheable`.
+#[diagnostic::do_not_recommend]
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
+
+/// Compiles only for a [`Cacheable`] `T`. Generated code calls it first with the stored type,
+/// spanned on the return type, so that is where the error points.
+#[inline(always)]
+pub fn assert_cacheable<T: Cacheable>() {}
+
+/// Calls `f`: runs a wrapper's body closure, whether the body made it `FnMut` or not, without
+/// a `let mut` that would be unused for the others.
+#[inline(always)]
+pub fn call<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}

@@ -30,6 +30,7 @@ fn userinfo_end(rest: &str) -> usize {
 }
 
 /// `msg` with every occurrence of each non-empty secret masked.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn scrub(msg: &str, secrets: &[&str]) -> String {
     let mut out = msg.to_owned();
     for s in secrets.iter().filter(|s| !s.is_empty()) {
@@ -39,6 +40,7 @@ pub(crate) fn scrub(msg: &str, secrets: &[&str]) -> String {
 }
 
 /// The password of a URL's userinfo, if any (to scrub it from messages that quote it).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn url_password(url: &str) -> Option<&str> {
     let rest = &url[url.find("://")? + 3..];
     let userinfo = &rest[..rest[..userinfo_end(rest)].rfind('@')?];

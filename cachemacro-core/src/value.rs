@@ -196,7 +196,7 @@ impl Value {
     /// [`Value::decode`] past its in-process cases: another type, or bytes.
     fn decode_slow<T: DeserializeOwned>(&self) -> Result<T, Error> {
         match &self.repr {
-            Repr::Object(o) => rmp_serde::from_slice(&o.encode()?).map_err(codec),
+            Repr::Object(o) => from_msgpack(&o.encode()?),
             Repr::Int(i) => decode_int(*i),
             Repr::Bytes(b) => match &b[..] {
                 [MAGIC, FORMAT, flags, rest @ ..] => {
@@ -206,7 +206,7 @@ impl Value {
                     } else {
                         rest
                     };
-                    rmp_serde::from_slice(payload).map_err(codec)
+                    from_msgpack(payload)
                 }
                 digits => match parse_decimal(digits) {
                     Some(i) => decode_int(i),
@@ -346,6 +346,18 @@ fn msgpack_int(payload: &[u8]) -> Option<i64> {
         _ => None,
     }
 }
+
+/// MessagePack bytes as `T`, nested at most [`MAX_DEPTH`] deep: a few hundred bytes of
+/// nested arrays would otherwise overflow the stack of a recursive type's decoder (an abort,
+/// not a panic).
+fn from_msgpack<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+    de.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut de).map_err(codec)
+}
+
+/// Deepest nesting decoded (serde_json's default recursion limit).
+const MAX_DEPTH: usize = 128;
 
 #[cfg(test)]
 mod tests {

@@ -137,7 +137,9 @@ impl FilesystemBackend {
     }
 
     fn encode(key: &str, value: &[u8], ttl: Option<Duration>) -> Vec<u8> {
-        let expires = ttl.map_or(0, |t| now_ms() + (t.as_millis() as u64).max(1));
+        let expires = ttl.map_or(0, |t| {
+            now_ms().saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
+        });
         let mut out = Vec::with_capacity(HEADER + key.len() + value.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&expires.to_le_bytes());

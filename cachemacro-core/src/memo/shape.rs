@@ -2,15 +2,14 @@
 
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use crate::__private::Cacheable;
 
 /// How a function's return type maps to what is cached.
 pub trait Shape {
     /// The function's return type.
     type Out;
     /// The type stored in the cache.
-    type Stored: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    type Stored: Cacheable;
     /// The part of `out` to cache, if any (`Ok` of a `Result`, `Some` of an `Option`).
     fn stored(out: &Self::Out) -> Option<&Self::Stored>;
     /// The return value for a cached value.
@@ -24,7 +23,11 @@ pub struct OkOnly<T, E>(PhantomData<fn() -> (T, E)>);
 /// `Option<T>`: only `Some` values are cached (use [`Plain`] to cache `None` too).
 pub struct SomeOnly<T>(PhantomData<fn() -> T>);
 
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for Plain<T> {
+// Every impl asks for `T: Cacheable` and nothing else: when `T` is not cacheable, the one
+// unmet bound is `T: Cacheable`, the same one generated code asserts on the return type
+// first, so the compiler reports it once, with `Cacheable`'s message.
+
+impl<T: Cacheable> Shape for Plain<T> {
     type Out = T;
     type Stored = T;
     fn stored(out: &T) -> Option<&T> {
@@ -35,7 +38,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for 
     }
 }
 
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static, E> Shape for OkOnly<T, E> {
+impl<T: Cacheable, E> Shape for OkOnly<T, E> {
     type Out = Result<T, E>;
     type Stored = T;
     fn stored(out: &Result<T, E>) -> Option<&T> {
@@ -46,7 +49,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static, E> Shape f
     }
 }
 
-impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Shape for SomeOnly<T> {
+impl<T: Cacheable> Shape for SomeOnly<T> {
     type Out = Option<T>;
     type Stored = T;
     fn stored(out: &Option<T>) -> Option<&T> {

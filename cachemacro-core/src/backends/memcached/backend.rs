@@ -46,10 +46,14 @@ impl MemcachedBackend {
         keys: &[&str],
         raw: Vec<Option<Vec<u8>>>,
     ) -> Result<Vec<Option<Value>>, Error> {
+        // Only a spreading cache reads headers, and only headers this cache could have
+        // written: bytes from elsewhere never make it fetch chunks it did not write.
         let spreads: Vec<(usize, Spread)> = raw
             .iter()
             .enumerate()
+            .filter(|_| self.opts.spread)
             .filter_map(|(i, r)| Some((i, Spread::parse(r.as_deref()?)?)))
+            .filter(|(_, s)| s.plausible(self.chunk_size()))
             .collect();
         let mut out: Vec<Option<Vec<u8>>> = raw;
         if !spreads.is_empty() {

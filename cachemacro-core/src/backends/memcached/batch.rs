@@ -270,10 +270,7 @@ impl MemcachedBackend {
     }
 
     /// Raw values of memcached keys, in one round trip.
-    pub(super) fn get_raw(
-        &self,
-        keys: Vec<RoutedKey>,
-    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+    pub(super) fn get_raw(&self, keys: Vec<RoutedKey>) -> Result<Vec<Option<Vec<u8>>>, Error> {
         let n = keys.len();
         let reqs = keys
             .into_iter()

@@ -77,7 +77,7 @@ impl Conn {
                     let _ = socket2::SockRef::from(&stream).set_keepalive(true);
                     let mut conn = Conn {
                         stream,
-                        rb: ReadBuf::new(opts.max_value_size + 1024),
+                        rb: ReadBuf::new(opts.max_value_size.saturating_add(1024)),
                         next_opaque: 1,
                         reused: false,
                     };

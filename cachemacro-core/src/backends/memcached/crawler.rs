@@ -101,14 +101,16 @@ impl MemcachedBackend {
     }
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
+/// Undoes `lru_crawler metadump`'s URL encoding of keys.
+pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h << 4 | l) as u8);
                 i += 3;
                 continue;
             }
@@ -124,8 +126,11 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(super) fn percent_decoding() {
+    fn percent_decoding() {
         assert_eq!(percent_decode("a%3Ab%20c"), b"a:b c");
         assert_eq!(percent_decode("100%"), b"100%");
+        // Never a panic inside a character, never a sign taken for a digit.
+        assert_eq!(percent_decode("%aé"), "%aé".as_bytes());
+        assert_eq!(percent_decode("%+f"), b"%+f");
     }
 }

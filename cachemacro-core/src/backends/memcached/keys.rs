@@ -24,7 +24,10 @@ impl MemcachedBackend {
     pub(super) fn mkey(&self, key: &str) -> Vec<u8> {
         let full_len = self.prefix.len() + key.len();
         let ok = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
-        if (1..=MAX_KEY).contains(&full_len) && ok(key) && ok(&self.prefix) {
+        // A key shaped like a hashed key (`#` and 32 hex digits) is hashed too, so no key
+        // can be sent as another's hashed form.
+        let hashed_shape = key.len() == 33 && key.starts_with('#');
+        if (1..=MAX_KEY).contains(&full_len) && ok(key) && ok(&self.prefix) && !hashed_shape {
             let mut k = Vec::with_capacity(full_len);
             k.extend_from_slice(self.prefix.as_bytes());
             k.extend_from_slice(key.as_bytes());

@@ -49,10 +49,10 @@ mod conn;
 mod crawler;
 mod keys;
 mod options;
-mod protocol;
+pub(crate) mod protocol;
 mod ring;
 mod server;
-mod spread;
+pub(crate) mod spread;
 
 use std::time::Instant;
 

@@ -253,7 +253,9 @@ impl ReadBuf {
 pub(crate) fn expiration(ttl: Option<Duration>) -> u32 {
     const MONTH: u64 = 30 * 24 * 3600;
     let Some(ttl) = ttl else { return 0 };
-    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     let secs = secs.max(1);
     if secs <= MONTH {
         return secs as u32;
@@ -262,7 +264,7 @@ pub(crate) fn expiration(ttl: Option<Duration>) -> u32 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    u32::try_from(now + secs).unwrap_or(u32::MAX)
+    u32::try_from(now.saturating_add(secs)).unwrap_or(u32::MAX)
 }
 
 /// Extras of SET/ADD: flags, expiration.

@@ -64,20 +64,35 @@ impl Spread {
         (header.encode(), chunks)
     }
 
+    /// Whether a cache splitting values into `chunk`-byte pieces could have written this
+    /// header: a total of at most 1 GiB, in as many chunks as that takes. Anything else (a
+    /// foreign or forged value) is not worth fetching a single chunk for.
+    pub(crate) fn plausible(&self, chunk: usize) -> bool {
+        self.total <= 1 << 30 && u64::from(self.chunks) == self.total.div_ceil(chunk as u64)
+    }
+
     /// The value, if every chunk is there, belongs to this value, and the whole checks out.
+    /// Nothing is allocated before the chunks were checked against the header.
     pub(crate) fn join(&self, chunks: Vec<Option<Vec<u8>>>) -> Option<Vec<u8>> {
         if chunks.len() != self.chunks as usize {
             return None;
         }
-        let mut out = Vec::with_capacity(usize::try_from(self.total).ok()?.min(1 << 30));
-        for chunk in chunks {
-            let chunk = chunk?;
+        let mut len = 0u64;
+        for chunk in &chunks {
+            let chunk = chunk.as_ref()?;
             if chunk.len() < 8 || chunk[..8] != self.id.to_le_bytes() {
                 return None;
             }
+            len += (chunk.len() - 8) as u64;
+        }
+        if len != self.total {
+            return None;
+        }
+        let mut out = Vec::with_capacity(usize::try_from(len).ok()?);
+        for chunk in chunks.into_iter().flatten() {
             out.extend_from_slice(&chunk[8..]);
         }
-        (out.len() as u64 == self.total && xxh3_64(&out) == self.checksum).then_some(out)
+        (xxh3_64(&out) == self.checksum).then_some(out)
     }
 }
 

@@ -82,7 +82,7 @@ fn decode<T: r::FromRedisValue>(reply: r::Value) -> Result<T, Error> {
 }
 
 fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
-    ttl.map(|t| (t.as_millis() as u64).max(1))
+    ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
 }
 
 impl RedisBackend {
