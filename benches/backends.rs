@@ -3,19 +3,17 @@
 //! filesystem (a temporary directory).
 #![allow(missing_docs)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use cachemacro::{memoize, Cache};
+use cachemacro_testkit::{Memcached, Redis, ScratchDir};
 use criterion::Criterion;
 
-#[path = "support/report.rs"]
-mod report;
+mod support;
+use support::report;
 
 static SIMPLE: OnceLock<Cache> = OnceLock::new();
 static MEMCACHED: OnceLock<Cache> = OnceLock::new();
@@ -40,9 +38,9 @@ const WARM: u64 = 100;
 static FRESH: AtomicU64 = AtomicU64::new(1 << 40);
 
 fn bench(c: &mut Criterion) {
-    let memcached = support::memcached::Memcached::start();
-    let redis = support::redis::Redis::start();
-    let dir = std::env::temp_dir().join(format!("cachemacro-bench-{}", std::process::id()));
+    let memcached = Memcached::start();
+    let redis = Redis::start();
+    let dir = ScratchDir::new("bench-filesystem");
     SIMPLE
         .set(
             Cache::builder()
@@ -66,7 +64,7 @@ fn bench(c: &mut Criterion) {
     FILESYSTEM
         .set(
             Cache::builder()
-                .filesystem(&dir)
+                .filesystem(dir.path())
                 .threshold(100_000)
                 .build()
                 .unwrap(),
@@ -98,8 +96,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    drop((memcached, redis));
-    let _ = std::fs::remove_dir_all(dir);
+    drop((memcached, redis, dir));
 }
 
 fn summary() {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use cachemacro::{memoize, Cache};
 use criterion::Criterion;
 
-#[path = "support/report.rs"]
-mod report;
+mod support;
+use support::report;
 
 const KEYS: u64 = 1000;
 

@@ -3,19 +3,16 @@
 //! (version and value) in one round trip; two sequential round trips would show as ~2x.
 #![allow(missing_docs)]
 
-#[path = "../tests/support/memcached.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod server;
-
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use cachemacro::{memoize, Cache};
+use cachemacro_testkit::Memcached;
 use criterion::Criterion;
 
-#[path = "support/report.rs"]
-mod report;
+mod support;
+use support::report;
 
 static CACHE: OnceLock<Cache> = OnceLock::new();
 
@@ -25,7 +22,7 @@ fn ours(a: u64) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let server = server::Memcached::start();
+    let server = Memcached::start();
     let cache = Cache::builder().memcached([server.addr()]).build().unwrap();
     CACHE.set(cache.clone()).unwrap();
     for a in 0..100 {

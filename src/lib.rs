@@ -30,7 +30,9 @@
 //! }
 //! ```
 //!
-//! See the README for the full option list and the Flask-to-Rust mapping.
+//! Every option, the generated helpers, the key format and the return-type rules are
+//! documented on [`memoize`] and [`cached`]; the backends and their settings on
+//! [`backends`] and [`CacheBuilder`]. The README maps Flask-Caching's names to these.
 #![warn(missing_docs, unreachable_pub)]
 
 pub use cachemacro_core::{

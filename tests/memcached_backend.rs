@@ -1,14 +1,12 @@
 //! The memcached backend against real memcached servers started by the tests.
 
-mod support;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use cachemacro::backends::memcached::MemcachedOptions;
 use cachemacro::{memoize, Cache, Error};
+use cachemacro_testkit::Memcached;
 use serde::{Deserialize, Serialize};
-use support::memcached::Memcached;
 
 fn cache_on(servers: &[&Memcached], prefix: &str) -> Cache {
     Cache::builder()
@@ -355,7 +353,7 @@ fn hostile_bytes_are_a_miss() {
 
 #[test]
 fn unreachable_servers_at_start_are_not_an_error() {
-    let port = support::memcached::free_port();
+    let port = cachemacro_testkit::free_port();
     let cache = Cache::builder()
         .memcached([format!("127.0.0.1:{port}")])
         .memcached_options({

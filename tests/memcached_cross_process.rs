@@ -2,15 +2,13 @@
 //! with `f_delete_memoized_all()` and `f_delete_memoized(args)`, and the first recomputes on
 //! its very next call.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use cachemacro::{memoize, Cache};
-use support::memcached::Memcached;
+use cachemacro_testkit::Memcached;
 
 const SERVER_ENV: &str = "CACHEMACRO_CHILD_MEMCACHED";
 

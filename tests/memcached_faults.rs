@@ -2,16 +2,13 @@
 //! No wrong value ever, no panic, bounded latency, recovery. Each test prints its latency
 //! and error figures (`--nocapture` shows them).
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use cachemacro::backends::memcached::MemcachedOptions;
 use cachemacro::{memoize, Cache};
-use support::memcached::Memcached;
-use support::timing::round;
+use cachemacro_testkit::{round, Memcached};
 
 /// The seeds' I/O timeout, with short failover windows so the tests see recovery quickly.
 fn options() -> MemcachedOptions {
@@ -113,7 +110,10 @@ fn a_killed_server_costs_misses_not_errors_and_comes_back() {
     std::thread::sleep(options().retry_timeout + Duration::from_millis(200));
     round(under_kill, &KILL_CALLS, 0..100);
     let settled = round(under_kill, &KILL_CALLS, 0..100);
-    assert_eq!(settled.computed, 0, "cached again once the home server is back");
+    assert_eq!(
+        settled.computed, 0,
+        "cached again once the home server is back"
+    );
     assert!(under_kill_delete_memoized_all().is_ok());
     println!(
         "version home killed: every call uncached, max {:?}; cached again after its restart",

@@ -1,15 +1,12 @@
 //! The redis backend against real redis servers (standalone and a 3-master cluster) started
 //! by the tests.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cachemacro::{memoize, Cache, Error};
-use support::redis::{Cluster, Redis};
-use support::timing::round;
+use cachemacro_testkit::{round, Cluster, Redis};
 
 fn cache_on(url: &str, prefix: &str) -> Cache {
     Cache::builder()

@@ -2,11 +2,9 @@
 //! certificate.
 #![cfg(feature = "redis-tls")]
 
-mod support;
-
 use cachemacro::{memoize, Cache, Error};
+use cachemacro_testkit::Redis;
 use std::sync::OnceLock;
-use support::redis::Redis;
 
 static CACHE: OnceLock<Cache> = OnceLock::new();
 

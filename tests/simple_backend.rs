@@ -1,7 +1,7 @@
 //! The `simple` backend's eviction (SIEVE over a lock-free map): what survives a full cache,
 //! expired entries first, pinned function versions, and readers racing writers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::thread;
 use std::time::Duration;
@@ -97,34 +97,44 @@ fn function_versions_are_never_evicted() {
 
 #[test]
 fn readers_racing_writers_and_evictions_only_see_their_own_values() {
+    // A fixed number of operations per thread, whatever the machine's speed. The readers
+    // start once the writers are under way (or done), so they race writes and evictions, and
+    // each of their sweeps over the 500 keys meets entries the writers left.
+    const OPS: u64 = 20_000;
     let (backend, cache) = simple(64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..4u64)
-        .map(|t| {
-            let (cache, stop) = (cache.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut i = t;
-                let mut seen = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("k{}", i % 500);
-                    if t % 2 == 0 {
-                        cache.set(&key, &(i % 500), Timeout::Never).unwrap();
-                        if i % 7 == 0 {
-                            cache.delete(&key).unwrap();
-                        }
-                    } else if let Some(v) = cache.get::<u64>(&key).unwrap() {
-                        assert_eq!(v, i % 500, "{key} held another key's value");
-                        seen += 1;
+    let written = Arc::new(AtomicU64::new(0));
+    let spawn = |t: u64| {
+        let (cache, written) = (cache.clone(), written.clone());
+        thread::spawn(move || {
+            let mut i = t;
+            let mut seen = 0u64;
+            for _ in 0..OPS {
+                let key = format!("k{}", i % 500);
+                if t % 2 == 0 {
+                    cache.set(&key, &(i % 500), Timeout::Never).unwrap();
+                    if i % 7 == 0 {
+                        cache.delete(&key).unwrap();
                     }
-                    i = i.wrapping_add(13);
+                    written.fetch_add(1, Ordering::Relaxed);
+                } else if let Some(v) = cache.get::<u64>(&key).unwrap() {
+                    assert_eq!(v, i % 500, "{key} held another key's value");
+                    seen += 1;
                 }
-                seen
-            })
+                i = i.wrapping_add(13);
+            }
+            seen
         })
-        .collect();
-    thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let hits: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    };
+    let writers = [spawn(0), spawn(2)];
+    while written.load(Ordering::Relaxed) < 1000 && !writers.iter().all(|w| w.is_finished()) {
+        thread::yield_now();
+    }
+    let readers = [spawn(1), spawn(3)];
+    let hits: u64 = writers
+        .into_iter()
+        .chain(readers)
+        .map(|t| t.join().unwrap())
+        .sum();
     assert!(hits > 0);
     assert!(backend.len() <= 64, "{} entries", backend.len());
 }

@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{bracketed, Expr, Ident, LitBool, LitInt, LitStr, Path, Token};
+use syn::{bracketed, Expr, Ident, LitInt, LitStr, Path, Token};
 
 /// Which attribute is being expanded.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -125,9 +125,10 @@ impl Options {
         let parser = syn::meta::parser(|meta| {
             if let Err(e) = opts.option(&meta, errors) {
                 errors.push(e);
-                // Skip the value so the next option is still read.
-                if meta.input.peek(Token![=]) {
-                    let _ = meta.value()?.parse::<Expr>();
+                // Skip what is left of this option, so that the next one is still read and
+                // one mistake is one error.
+                while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                    meta.input.parse::<proc_macro2::TokenTree>()?;
                 }
             }
             Ok(())
@@ -187,14 +188,10 @@ impl Options {
                 .set(span, meta.value()?.parse()?, errors),
             "make_name" => self.make_name.set(span, meta.value()?.parse()?, errors),
             "key" => self.key.set(span, meta.value()?.parse()?, errors),
-            "cache_none" => {
-                self.cache_none
-                    .set(span, meta.value()?.parse::<LitBool>()?.value, errors)
-            }
-            "source_check" => {
-                self.source_check
-                    .set(span, meta.value()?.parse::<LitBool>()?.value, errors)
-            }
+            "cache_none" => self.cache_none.set(span, flag(meta, "cache_none")?, errors),
+            "source_check" => self
+                .source_check
+                .set(span, flag(meta, "source_check")?, errors),
             "key_prefix" => self.key_prefix.set(span, meta.value()?.parse()?, errors),
             "crate" => {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -213,5 +210,19 @@ impl Options {
             _ => unreachable!("checked against the valid names above"),
         }
         Ok(())
+    }
+}
+
+/// The value of a `true`/`false` option.
+fn flag(meta: &ParseNestedMeta<'_>, name: &str) -> syn::Result<bool> {
+    match meta.value()?.parse::<Expr>()? {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Bool(b),
+            ..
+        }) => Ok(b.value),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!("`{name}` is `true` or `false`"),
+        )),
     }
 }

@@ -1,8 +1,10 @@
 //! The decorated function, as far as code generation needs it.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
 use syn::{
-    FnArg, GenericArgument, GenericParam, Ident, ItemFn, Pat, PathArguments, ReturnType, Type,
+    FnArg, GenericArgument, GenericParam, Ident, ItemFn, Pat, PathArguments, ReturnType, Signature,
+    Type,
 };
 
 /// How the return type maps to what is cached.
@@ -106,6 +108,37 @@ impl Func {
     pub(crate) fn span(&self) -> Span {
         self.item.sig.ident.span()
     }
+
+    /// The signature without `mut` on arguments and `self`: for functions that only pass
+    /// their arguments on, where the user's `mut` would be unused.
+    pub(crate) fn sig_without_mut(&self) -> Signature {
+        let mut sig = self.item.sig.clone();
+        for input in &mut sig.inputs {
+            match input {
+                FnArg::Receiver(r) if r.reference.is_none() => r.mutability = None,
+                FnArg::Receiver(_) => {}
+                FnArg::Typed(t) => {
+                    if let Pat::Ident(p) = &mut *t.pat {
+                        p.mutability = None;
+                    }
+                }
+            }
+        }
+        sig
+    }
+
+    /// `::<T, N>` naming the function's type and const parameters, or nothing; lifetimes are
+    /// left to inference (late-bound ones cannot be named).
+    pub(crate) fn turbofish(&self) -> TokenStream {
+        turbofish(&self.item.sig.generics)
+    }
+
+    /// `self, a, b`: the arguments, passed on.
+    pub(crate) fn pass_args(&self) -> TokenStream {
+        let recv = self.receiver.map(|_| quote!(self,));
+        let args = self.args.iter().map(|a| &a.name);
+        quote!(#recv #(#args),*)
+    }
 }
 
 fn classify(ty: &Type) -> Ret {
@@ -140,4 +173,22 @@ fn contains_impl_trait(ty: &Type) -> bool {
     let mut f = Finder(false);
     syn::visit::visit_type(&mut f, ty);
     f.0
+}
+
+/// `::<T, N>` naming the type and const parameters of `generics` in their order, or nothing.
+pub(crate) fn turbofish(generics: &syn::Generics) -> TokenStream {
+    let params: Vec<&Ident> = generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some(&t.ident),
+            GenericParam::Const(c) => Some(&c.ident),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    if params.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(::<#(#params),*>)
+    }
 }

@@ -6,16 +6,13 @@
 //! prefix (or directory) of its own, on a real server this test process starts.
 #![allow(dead_code, unreachable_pub)]
 
-#[path = "../support/mod.rs"]
-mod support;
-use support::memcached as memcached_server;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachemacro::backends::SimpleBackend;
 use cachemacro::{Backend, Cache, Error, Value};
+use cachemacro_testkit::{scratch, Memcached, Redis};
 
 fn selected() -> String {
     std::env::var("CACHEMACRO_TEST_BACKEND").unwrap_or_default()
@@ -26,29 +23,23 @@ pub fn on_memcached() -> bool {
     selected() == "memcached"
 }
 
-/// The redis server of this test process.
-fn redis_server() -> &'static support::redis::Redis {
-    static SERVER: std::sync::OnceLock<support::redis::Redis> = std::sync::OnceLock::new();
-    SERVER.get_or_init(support::redis::Redis::start)
+/// The redis server of this test process (started on first use, stopped when the process
+/// exits).
+fn redis_server() -> &'static Redis {
+    static SERVER: std::sync::OnceLock<Redis> = std::sync::OnceLock::new();
+    SERVER.get_or_init(Redis::start)
 }
 
 /// A directory of this test process, removed when the process exits.
 fn fs_dir(n: usize) -> std::path::PathBuf {
-    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let root = ROOT.get_or_init(|| {
-        let me = std::process::id();
-        let root = std::env::temp_dir().join(format!("cachemacro-fs-{me}"));
-        support::memcached::remove_on_exit(&root);
-        root
-    });
-    root.join(n.to_string())
+    scratch::process_dir().join("fs").join(n.to_string())
 }
 
 /// The memcached server of this test process (started on first use, stopped when the
 /// process exits).
-fn server() -> &'static memcached_server::Memcached {
-    static SERVER: std::sync::OnceLock<memcached_server::Memcached> = std::sync::OnceLock::new();
-    SERVER.get_or_init(memcached_server::Memcached::start)
+fn server() -> &'static Memcached {
+    static SERVER: std::sync::OnceLock<Memcached> = std::sync::OnceLock::new();
+    SERVER.get_or_init(Memcached::start)
 }
 
 /// A builder for the selected backend, with a key prefix of its own.

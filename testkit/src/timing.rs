@@ -1,11 +1,13 @@
 //! Rounds of memoized calls under a fault: every value checked, latency and recomputations
-//! measured.
+//! measured. A round is a fixed list of calls; what it measures is reported, and bounded only
+//! where the bound is behaviour (a call returns within about one I/O timeout).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What one round of calls cost.
+#[derive(Debug, Clone, Copy)]
 pub struct Round {
     /// The slowest call.
     pub max: Duration,
