@@ -110,9 +110,9 @@ fn readers_racing_writers_and_evictions_only_see_their_own_values() {
             let mut seen = 0u64;
             for _ in 0..OPS {
                 let key = format!("k{}", i % 500);
-                if t % 2 == 0 {
+                if t.is_multiple_of(2) {
                     cache.set(&key, &(i % 500), Timeout::Never).unwrap();
-                    if i % 7 == 0 {
+                    if i.is_multiple_of(7) {
                         cache.delete(&key).unwrap();
                     }
                     written.fetch_add(1, Ordering::Relaxed);

@@ -1,5 +1,6 @@
-//! redis-server processes: standalone (optionally with a password, or TLS-only) or a
-//! 3-master cluster, on free loopback ports; kill, freeze (SIGSTOP), thaw and restart them.
+//! redis-server processes: standalone (optionally with a password, or TLS-only, or a
+//! replica of another), or a 3-master cluster with or without a replica per master, on free
+//! loopback ports; kill, freeze (SIGSTOP), thaw and restart them.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -164,6 +165,33 @@ impl Redis {
             .unwrap_or(0)
     }
 
+    /// Makes this server a replica of `master` and waits until their link is up.
+    pub fn replicate(&self, master: &Redis) {
+        self.command(&["REPLICAOF", "127.0.0.1", &master.port.to_string()])
+            .expect("REPLICAOF");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self
+            .command(&["INFO", "replication"])
+            .is_some_and(|i| i.contains("master_link_status:up"))
+        {
+            assert!(Instant::now() < deadline, "the replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The cluster node ID of this node.
+    pub fn node_id(&self) -> String {
+        self.command(&["CLUSTER", "MYID"])
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether this cluster node is a master, as it sees itself.
+    pub fn is_master(&self) -> bool {
+        self.command(&["ROLE"])
+            .is_some_and(|r| r.lines().next() == Some("master"))
+    }
+
     /// Kills the server (SIGKILL) and waits until it is gone.
     pub fn kill(&mut self) {
         if let Some(process) = self.process.take() {
@@ -218,28 +246,79 @@ fn make_certificate(dir: &ScratchDir) {
     run_helper("openssl (a test certificate)", openssl, b"");
 }
 
-/// A cluster of three masters, no replicas, on loopback.
+/// A cluster of three masters (with or without one replica each), on loopback. Nodes time
+/// out after 1 s (`cluster-node-timeout`): a replica takes over a dead or frozen master a few
+/// seconds later.
 #[derive(Debug)]
 pub struct Cluster {
-    /// Its nodes, each a master of a third of the slots.
+    /// Its nodes: first the three masters (each a third of the slots), then their replicas.
     pub nodes: Vec<Redis>,
 }
 
 impl Cluster {
     /// Starts three nodes, joins them into one cluster and waits until it is healthy.
     pub fn start() -> Cluster {
-        let nodes: Vec<Redis> = (0..3)
+        Cluster::start_with_replicas(0)
+    }
+
+    /// Three masters and `replicas` replicas of each.
+    pub fn start_with_replicas(replicas: usize) -> Cluster {
+        let nodes: Vec<Redis> = (0..3 * (1 + replicas))
             .map(|_| Redis::start_new(None, true, false))
             .collect();
         let mut create = Command::new("redis-cli");
         create
             .args(["--cluster", "create"])
             .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-            .args(["--cluster-replicas", "0", "--cluster-yes"]);
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         run_helper("redis-cli --cluster create", create, b"");
         let cluster = Cluster { nodes };
         cluster.wait_ok();
+        if replicas > 0 {
+            cluster.wait_replicas_synced();
+        }
         cluster
+    }
+
+    /// The node that is master of `key`'s slot now, by index in [`Cluster::nodes`] (every
+    /// running node must answer: none may be frozen).
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        let any = self.nodes.iter().find(|n| n.is_running())?;
+        let slot: u16 = any
+            .command(&["CLUSTER", "KEYSLOT", key])?
+            .trim()
+            .parse()
+            .ok()?;
+        self.nodes.iter().position(|n| {
+            n.is_running()
+                && n.command(&["CLUSTER", "NODES"]).is_some_and(|nodes| {
+                    nodes
+                        .lines()
+                        .find(|l| l.contains("myself"))
+                        .is_some_and(|me| {
+                            me.split(' ').nth(2).is_some_and(|f| f.contains("master"))
+                                && serves(me, slot)
+                        })
+                })
+        })
+    }
+
+    /// Waits until every replica's link to its master is up.
+    pub fn wait_replicas_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for n in self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running() && !n.is_master())
+        {
+            while !n
+                .command(&["INFO", "replication"])
+                .is_some_and(|i| i.contains("master_link_status:up"))
+            {
+                assert!(Instant::now() < deadline, "a replica did not sync");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// The nodes' URLs.
@@ -265,4 +344,17 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Whether a `CLUSTER NODES` line's node serves `slot` (its slot ranges are the fields from
+/// the ninth on: `N` or `A-B`).
+fn serves(line: &str, slot: u16) -> bool {
+    line.split(' ').skip(8).any(|range| {
+        let mut ends = range.splitn(2, '-').map(|n| n.parse::<u16>());
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+            (Some(Ok(a)), None) => a == slot,
+            _ => false,
+        }
+    })
 }
