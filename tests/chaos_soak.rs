@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cachemacro::{memoize, Cache};
-use cachemacro_testkit::{Memcached, ScratchDir};
+use cachemacro_testkit::{Cluster, Memcached, ScratchDir};
 
 const ROLE: &str = "CACHEMACRO_CHAOS_ROLE";
 const BACKEND: &str = "CACHEMACRO_CHAOS_BACKEND";
@@ -197,7 +197,15 @@ trait Faults {
 
 /// Runs the soak: warm-up, faults under load (one reader idle), recovery. Returns the
 /// readers' and the invalidator's totals.
-fn soak(test: &str, backend: &str, servers: &str, faults: &mut dyn Faults) -> (Report, Report) {
+/// `under_faults`: calls each active reader makes while the faults run (1 ms apart, so that
+/// they outlast them); the invalidator makes one every 25 ms for as long.
+fn soak(
+    test: &str,
+    backend: &str,
+    servers: &str,
+    faults: &mut dyn Faults,
+    under_faults: u64,
+) -> (Report, Report) {
     let dir = ScratchDir::new("chaos");
     write_number(&dir.path().join("generation"), 1);
     write_number(&dir.path().join("published"), 0);
@@ -218,9 +226,9 @@ fn soak(test: &str, backend: &str, servers: &str, faults: &mut dyn Faults) -> (R
 
     // Faults under load; reader 2 stays idle across them.
     for r in &mut readers[..2] {
-        r.start(4000, 1_000);
+        r.start(under_faults, 1_000);
     }
-    invalidator.start(180, 25_000);
+    invalidator.start(under_faults / 25, 25_000);
     faults.inject();
     for r in &mut readers[..2] {
         r.wait();
@@ -310,6 +318,64 @@ fn chaos_soak_on_two_memcached_servers() {
         "memcached",
         &addrs,
         &mut MemcachedFaults(&mut servers),
+        4000,
     );
     check("memcached", readers, invalidator);
+}
+
+struct ClusterFaults<'a>(&'a mut Cluster);
+
+impl ClusterFaults<'_> {
+    /// The master holding the function's version key now.
+    fn version_home(&self) -> usize {
+        self.0
+            .nodes
+            .iter()
+            .position(|n| {
+                n.is_running()
+                    && n.is_master()
+                    && n.command(&["--scan", "--pattern", "chaos:*memver"])
+                        .is_some_and(|keys| !keys.trim().is_empty())
+            })
+            .expect("a master holds the version")
+    }
+}
+
+impl Faults for ClusterFaults<'_> {
+    fn inject(&mut self) {
+        std::thread::sleep(Duration::from_millis(300));
+        let home = self.version_home();
+        // Another master: frozen past the node timeout, so its replica is promoted.
+        let other = (0..self.0.nodes.len())
+            .find(|&i| i != home && self.0.nodes[i].is_master())
+            .expect("another master");
+        self.0.nodes[home].kill();
+        std::thread::sleep(Duration::from_millis(300));
+        self.0.nodes[home].restart();
+        std::thread::sleep(Duration::from_millis(2300));
+        self.0.nodes[other].freeze();
+        std::thread::sleep(Duration::from_secs(4));
+        self.0.nodes[other].thaw();
+        // Its replica was promoted meanwhile: once thawed, it rejoins as a replica.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.0.nodes[other].is_master() {
+            assert!(
+                Instant::now() < deadline,
+                "no replica took over the frozen master"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn chaos_soak_on_a_redis_cluster_with_replicas() {
+    const TEST: &str = "chaos_soak_on_a_redis_cluster_with_replicas";
+    if let Ok(role) = std::env::var(ROLE) {
+        return worker(&role);
+    }
+    let mut cluster = Cluster::start_with_replicas(1);
+    let urls = cluster.urls().join(",");
+    let (readers, invalidator) = soak(TEST, "redis", &urls, &mut ClusterFaults(&mut cluster), 8000);
+    check("redis cluster", readers, invalidator);
 }

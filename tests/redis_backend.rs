@@ -284,3 +284,51 @@ fn a_cluster_spreads_one_function_and_survives_a_dead_master() {
     assert!((0..100u32).all(|i| prefixed.get::<u32>(&format!("k{i}")).unwrap().is_none()));
     assert_eq!(on_cluster(1), 4, "unprefixed entries stay");
 }
+
+static REPLICATED: OnceLock<Cache> = OnceLock::new();
+
+#[memoize(cache = REPLICATED.get().unwrap())]
+fn replicated(a: u64) -> u64 {
+    a + 1
+}
+
+/// `Ok` from `f_delete_memoized_all()` means a replica has the new version, so a failover
+/// cannot bring the old one back; a replica that does not confirm in time makes it `Err`.
+#[test]
+fn an_invalidation_is_ok_only_once_a_replica_has_it() {
+    let master = Redis::start();
+    let replica = Redis::start();
+    replica.replicate(&master);
+    REPLICATED.set(cache_on(&master.url(), "")).unwrap();
+    assert_eq!(replicated(1), 2);
+    replicated_delete_memoized_all().unwrap();
+    replicated_delete_memoized_verhash().unwrap();
+
+    // The replica's link backs up (frozen): no confirmation, and the caller is told.
+    replica.freeze();
+    let t = Instant::now();
+    let err = replicated_delete_memoized_all().unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(err.to_string().contains("not confirmed"), "{err}");
+    assert!(replicated_delete_memoized_verhash().is_err());
+    assert_eq!(replicated(1), 2, "calls go on meanwhile");
+
+    replica.thaw();
+    replicated_delete_memoized_all().unwrap();
+
+    // A master without replicas has nothing to wait for.
+    let alone = Redis::start();
+    let cache = cache_on(&alone.url(), "");
+    let version_key = "app::f:0123456789abcdef:memver";
+    let t = Instant::now();
+    cache.set(version_key, &7u64, 0).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+}
