@@ -36,8 +36,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub use cachemacro_core::{
-    backends, cache, init, make_template_fragment_key, Backend, Cache, CacheBuilder, CacheConfig,
-    Error, Object, Stats, Timeout, Value, DEFAULT_TIMEOUT,
+    backends, cache, init, make_template_fragment_key, AsyncBackend, AsyncCache, Backend,
+    BoxFuture, Cache, CacheBuilder, CacheConfig, Error, Object, Pair, Stats, Timeout, Value,
+    DEFAULT_TIMEOUT,
 };
 pub use cachemacro_derive::{cached, memoize};
 

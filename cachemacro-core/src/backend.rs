@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::time::Duration;
 
-use crate::{Error, Value};
+use crate::{AsyncBackend, Error, Value};
 
 /// A storage backend: what `simple`, `null`, memcached, redis and the filesystem implement,
 /// and what a custom backend implements to plug into [`Cache`](crate::Cache).
@@ -22,10 +22,11 @@ use crate::{Error, Value};
 ///
 /// # Blocking
 ///
-/// Methods are synchronous. A backend that does I/O says so with
-/// [`Backend::is_blocking`]; async callers then run its calls on a blocking thread pool
-/// instead of the async runtime's threads. In-process backends return `false` and are called
-/// directly.
+/// Methods are synchronous. A backend that does I/O and has an async form offers it with
+/// [`Backend::as_async`] (memcached and redis do, with the `tokio` feature): async callers
+/// await that. Otherwise a backend that does I/O says so with [`Backend::is_blocking`], and
+/// async callers run its calls on a blocking thread pool instead of the async runtime's
+/// threads; in-process backends return `false` and are called directly.
 pub trait Backend: Any + Send + Sync {
     /// A short name for logs (`"simple"`, `"memcached"`, …).
     fn name(&self) -> &'static str;
@@ -39,6 +40,12 @@ pub trait Backend: Any + Send + Sync {
     /// unserialized objects ([`Value::object`]). Default: `false`, values arrive encoded.
     fn keeps_objects(&self) -> bool {
         false
+    }
+
+    /// This backend's async form, if it has one: async callers then await it instead of
+    /// running the methods below on the blocking pool. Default: `None`.
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        None
     }
 
     /// The live value at `key`. Cost: one round trip.

@@ -132,11 +132,82 @@ impl Cache {
         tracing::warn!(target: "cachemacro", key, error = %e, "cache {what} failed; running uncached");
     }
 
-    fn track<R>(&self, r: Result<R, Error>) -> Result<R, Error> {
+    /// Counts a failed backend call as an error, and passes the result on.
+    pub(crate) fn tracked<R>(&self, r: Result<R, Error>) -> Result<R, Error> {
         if r.is_err() {
             self.count(Counter::Error);
         }
         r
+    }
+
+    pub(crate) fn add_count(&self, counter: Counter, n: u64) {
+        self.inner.counters.add(counter, n);
+    }
+
+    /// A value for the direct API's writes (no version).
+    pub(crate) fn prepare<T>(&self, value: &T) -> Result<Value, Error>
+    where
+        T: Serialize + Clone + Send + Sync + 'static,
+    {
+        self.tracked(self.wrap(value, None))
+    }
+
+    /// After a read: decoded, counted.
+    pub(crate) fn finish_get<T>(
+        &self,
+        key: &str,
+        value: Result<Option<Value>, Error>,
+    ) -> Result<Option<T>, Error>
+    where
+        T: DeserializeOwned + Clone + 'static,
+    {
+        let out = self.unwrap_value(key, self.tracked(value)?);
+        self.count(if out.is_some() {
+            Counter::Hit
+        } else {
+            Counter::Miss
+        });
+        Ok(out)
+    }
+
+    /// After a read of several keys: decoded, counted.
+    pub(crate) fn finish_get_many<T>(
+        &self,
+        keys: &[&str],
+        values: Result<Vec<Option<Value>>, Error>,
+    ) -> Result<Vec<Option<T>>, Error>
+    where
+        T: DeserializeOwned + Clone + 'static,
+    {
+        let values = self.tracked(values)?;
+        Ok(keys
+            .iter()
+            .zip(values)
+            .map(|(k, v)| {
+                let out = self.unwrap_value(k, v);
+                self.count(if out.is_some() {
+                    Counter::Hit
+                } else {
+                    Counter::Miss
+                });
+                out
+            })
+            .collect())
+    }
+
+    /// After `n` values were written.
+    pub(crate) fn finish_write(&self, r: Result<(), Error>, n: u64) -> Result<(), Error> {
+        self.tracked(r)?;
+        self.add_count(Counter::Set, n);
+        Ok(())
+    }
+
+    /// After a delete.
+    pub(crate) fn finish_delete(&self, key: &str, r: Result<bool, Error>) -> Result<bool, Error> {
+        let deleted = self.tracked(r)?;
+        self.count(Counter::Delete);
+        tracing::debug!(target: "cachemacro", key, "delete");
+        Ok(deleted)
     }
 
     /// The value to hand to the backend: the object itself for in-process backends, its
@@ -177,6 +248,7 @@ impl Cache {
         R: Send + 'static,
     {
         if self.inner.blocking {
+            self.count(Counter::Offloaded);
             let cache = self.clone();
             Offload::Pool(blocking::unblock(move || f(&cache)))
         } else {
@@ -190,14 +262,7 @@ impl Cache {
     where
         T: DeserializeOwned + Clone + 'static,
     {
-        let value = self.track(self.inner.backend.get(key))?;
-        let out = self.unwrap_value(key, value);
-        self.count(if out.is_some() {
-            Counter::Hit
-        } else {
-            Counter::Miss
-        });
-        Ok(out)
+        self.finish_get(key, self.inner.backend.get(key))
     }
 
     /// Stores `value` at `key` for `timeout` (`50`, `Duration`, `Timeout::Never`, …).
@@ -205,10 +270,8 @@ impl Cache {
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
-        let v = self.track(self.wrap(value, None))?;
-        self.track(self.inner.backend.set(key, v, self.ttl(timeout)))?;
-        self.count(Counter::Set);
-        Ok(())
+        let v = self.prepare(value)?;
+        self.finish_write(self.inner.backend.set(key, v, self.ttl(timeout)), 1)
     }
 
     /// Stores `value` only if `key` holds nothing; `Ok(false)` when it did (nothing written).
@@ -216,8 +279,8 @@ impl Cache {
     where
         T: Serialize + Clone + Send + Sync + 'static,
     {
-        let v = self.track(self.wrap(value, None))?;
-        let added = self.track(self.inner.backend.add(key, v, self.ttl(timeout)))?;
+        let v = self.prepare(value)?;
+        let added = self.tracked(self.inner.backend.add(key, v, self.ttl(timeout)))?;
         if added {
             self.count(Counter::Set);
         }
@@ -226,15 +289,12 @@ impl Cache {
 
     /// Removes `key`; `Ok(true)` if it held a value.
     pub fn delete(&self, key: &str) -> Result<bool, Error> {
-        let deleted = self.track(self.inner.backend.delete(key))?;
-        self.count(Counter::Delete);
-        tracing::debug!(target: "cachemacro", key, "delete");
-        Ok(deleted)
+        self.finish_delete(key, self.inner.backend.delete(key))
     }
 
     /// Whether `key` holds a live value.
     pub fn has(&self, key: &str) -> Result<bool, Error> {
-        self.track(self.inner.backend.has(key))
+        self.tracked(self.inner.backend.has(key))
     }
 
     /// The values at `keys`, in order, in one backend request.
@@ -242,20 +302,7 @@ impl Cache {
     where
         T: DeserializeOwned + Clone + 'static,
     {
-        let values = self.track(self.inner.backend.get_many(keys))?;
-        Ok(keys
-            .iter()
-            .zip(values)
-            .map(|(k, v)| {
-                let out = self.unwrap_value(k, v);
-                self.count(if out.is_some() {
-                    Counter::Hit
-                } else {
-                    Counter::Miss
-                });
-                out
-            })
-            .collect())
+        self.finish_get_many(keys, self.inner.backend.get_many(keys))
     }
 
     /// Stores every `(key, value)` pair in one backend request.
@@ -268,33 +315,32 @@ impl Cache {
             .into_iter()
             .map(|(k, v)| Ok((k, self.wrap(v, None)?)))
             .collect::<Result<Vec<_>, Error>>();
-        let items = self.track(items)?;
-        self.track(self.inner.backend.set_many(&items, self.ttl(timeout)))?;
-        self.inner.counters.add(Counter::Set, items.len() as u64);
-        Ok(())
+        let items = self.tracked(items)?;
+        let n = items.len() as u64;
+        self.finish_write(self.inner.backend.set_many(&items, self.ttl(timeout)), n)
     }
 
     /// Removes every key in one backend request; returns how many held a value.
     pub fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
-        let n = self.track(self.inner.backend.delete_many(keys))?;
-        self.inner.counters.add(Counter::Delete, keys.len() as u64);
+        let n = self.tracked(self.inner.backend.delete_many(keys))?;
+        self.add_count(Counter::Delete, keys.len() as u64);
         Ok(n)
     }
 
     /// Adds `delta` to the integer at `key` (missing = 0) and returns the result.
     pub fn inc(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        self.track(self.inner.backend.inc(key, delta))
+        self.tracked(self.inner.backend.inc(key, delta))
     }
 
     /// Subtracts `delta` from the integer at `key` (missing = 0) and returns the result.
     pub fn dec(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        self.track(self.inner.backend.dec(key, delta))
+        self.tracked(self.inner.backend.dec(key, delta))
     }
 
     /// Removes every entry of this cache (only this cache's key prefix where the backend
     /// can tell keys apart).
     pub fn clear(&self) -> Result<(), Error> {
-        self.track(self.inner.backend.clear())
+        self.tracked(self.inner.backend.clear())
     }
 }
 

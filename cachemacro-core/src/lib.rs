@@ -18,6 +18,8 @@
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+mod aio;
+mod async_backend;
 mod backend;
 pub mod backends;
 mod builder;
@@ -33,6 +35,8 @@ mod stats;
 mod timeout;
 mod value;
 
+pub use aio::AsyncCache;
+pub use async_backend::{AsyncBackend, BoxFuture, Pair};
 pub use backend::Backend;
 pub use builder::{CacheBuilder, DEFAULT_TIMEOUT};
 pub use cache::Cache;

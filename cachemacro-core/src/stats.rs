@@ -22,6 +22,10 @@ pub struct Stats {
     pub deletes: u64,
     /// Backend failures and values that could not be encoded or decoded.
     pub errors: u64,
+    /// Backend calls of async callers that went to the blocking thread pool (backends
+    /// without an async form that do I/O: the filesystem, a custom backend). 0 on memcached
+    /// and redis with the `tokio` feature, and in process.
+    pub offloaded: u64,
 }
 
 /// Threads that get a stripe of their own.
@@ -31,7 +35,7 @@ const SHARED: usize = 8;
 
 #[derive(Default)]
 #[repr(align(128))]
-struct Stripe([AtomicU64; 5]);
+struct Stripe([AtomicU64; 6]);
 
 /// Which counter to bump.
 #[derive(Clone, Copy)]
@@ -41,6 +45,7 @@ pub(crate) enum Counter {
     Set = 2,
     Delete = 3,
     Error = 4,
+    Offloaded = 5,
 }
 
 pub(crate) struct Counters {
@@ -121,6 +126,7 @@ impl Counters {
             sets: sum(Counter::Set),
             deletes: sum(Counter::Delete),
             errors: sum(Counter::Error),
+            offloaded: sum(Counter::Offloaded),
         }
     }
 }

@@ -59,17 +59,19 @@
 //!   version is a fresh random number, so entries written under the lost one are never served.
 
 use std::borrow::Cow;
-use std::future::Future;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+mod aio;
 mod shape;
+
+pub use aio::{delete_all_async, delete_key_async, delete_version_async, run_async};
 
 pub use shape::{OkOnly, Plain, Shape, SomeOnly};
 
 use crate::backends::SimpleBackend;
-use crate::flight::{Flights, Join, Leader};
+use crate::flight::{Flights, Join};
 use crate::keys::MemoKey;
 use crate::stats::Counter;
 use crate::{Cache, Error, Timeout, Value};
@@ -219,17 +221,31 @@ where
         (None, false) => backend.get(&text).map(|v| (None, v)),
         (None, true) => Ok((None, None)),
     };
+    judge(cache, version_key, &text, read)
+}
+
+/// What one read of (version, value) means: a hit when the value carries the version read
+/// with it (or needs none), a miss with the version read, or `Down` when the backend failed.
+fn judge<T>(
+    cache: &Cache,
+    version_key: Option<&str>,
+    text: &str,
+    read: Result<(Option<Value>, Option<Value>), Error>,
+) -> Lookup<T>
+where
+    T: DeserializeOwned + Clone + 'static,
+{
     let (version, value) = match read {
         Ok(pair) => pair,
         Err(e) => {
-            cache.swallow(&text, "read", &e);
+            cache.swallow(text, "read", &e);
             return Lookup::Down;
         }
     };
     let version = version.and_then(|v| v.as_version());
     if let Some(value) = value {
         if version_key.is_none() || (version.is_some() && value.version() == version) {
-            if let Some(v) = cache.unwrap_value(&text, Some(value)) {
+            if let Some(v) = cache.unwrap_value(text, Some(value)) {
                 return hit(cache, &text, v);
             }
         }
@@ -247,37 +263,69 @@ fn ensure_version(cache: &Cache, version_key: &str) -> Option<u64> {
     for _ in 0..3 {
         let fresh = fresh_version();
         let read = match backend.add(version_key, Value::int(fresh as i64), None) {
-            Ok(true) => {
-                tracing::debug!(target: "cachemacro", key = version_key, version = fresh, "new version");
-                return Some(fresh);
-            }
+            Ok(true) => return Some(created(version_key, fresh)),
             // Another writer won: use its version.
             Ok(false) => backend.get(version_key),
             Err(e) => Err(e),
         };
-        match read.map(|v| v.map(|v| v.as_version())) {
-            Ok(Some(Some(v))) => return Some(v),
-            // Not a version (not a number, or 0): whatever wrote it, a new version
-            // invalidates safely.
-            Ok(Some(None)) => return replace_version(cache, version_key).ok(),
-            // Gone again between `add` and `get` (evicted, deleted): retry.
-            Ok(None) => continue,
-            Err(e) => {
-                cache.swallow(version_key, "version read", &e);
-                return None;
-            }
+        match version_read(cache, version_key, read) {
+            VersionRead::Found(v) => return Some(v),
+            VersionRead::Foreign => return replace_version(cache, version_key).ok(),
+            VersionRead::Gone => continue,
+            VersionRead::Failed => return None,
         }
     }
     None
 }
 
+fn created(version_key: &str, fresh: u64) -> u64 {
+    tracing::debug!(target: "cachemacro", key = version_key, version = fresh, "new version");
+    fresh
+}
+
+/// What reading a version back after a lost `add` gave.
+enum VersionRead {
+    Found(u64),
+    /// Not a version (not a number, or 0): whatever wrote it, a new version invalidates
+    /// safely.
+    Foreign,
+    /// Gone again between `add` and `get` (evicted, deleted): retry.
+    Gone,
+    Failed,
+}
+
+fn version_read(
+    cache: &Cache,
+    version_key: &str,
+    read: Result<Option<Value>, Error>,
+) -> VersionRead {
+    match read.map(|v| v.map(|v| v.as_version())) {
+        Ok(Some(Some(v))) => VersionRead::Found(v),
+        Ok(Some(None)) => VersionRead::Foreign,
+        Ok(None) => VersionRead::Gone,
+        Err(e) => {
+            cache.swallow(version_key, "version read", &e);
+            VersionRead::Failed
+        }
+    }
+}
+
 /// Writes a new version for the function: every entry written before is stale everywhere.
 pub(crate) fn replace_version(cache: &Cache, version_key: &str) -> Result<u64, Error> {
     let fresh = fresh_version();
-    cache
+    let r = cache
         .backend()
-        .set(version_key, Value::int(fresh as i64), None)
-        .inspect_err(|_| cache.count(Counter::Error))?;
+        .set(version_key, Value::int(fresh as i64), None);
+    replaced(cache, version_key, fresh, r)
+}
+
+fn replaced(
+    cache: &Cache,
+    version_key: &str,
+    fresh: u64,
+    r: Result<(), Error>,
+) -> Result<u64, Error> {
+    r.inspect_err(|_| cache.count(Counter::Error))?;
     cache.count(Counter::Delete);
     tracing::debug!(target: "cachemacro", key = version_key, version = fresh, "invalidate all");
     Ok(fresh)
@@ -294,21 +342,30 @@ fn store<T>(
 where
     T: Serialize + Clone + Send + Sync + 'static,
 {
-    let value = match cache.wrap(stored, version) {
-        Ok(v) => v,
-        Err(e) => {
-            cache.swallow(key, "encode", &e);
-            return None;
-        }
-    };
-    match cache.backend().set(key, value.clone(), cache.ttl(timeout)) {
+    let value = encode_stored(cache, key, version, stored)?;
+    let r = cache.backend().set(key, value.clone(), cache.ttl(timeout));
+    stored_as(cache, key, r);
+    Some(value)
+}
+
+fn encode_stored<T>(cache: &Cache, key: &str, version: Option<u64>, stored: &T) -> Option<Value>
+where
+    T: Serialize + Clone + Send + Sync + 'static,
+{
+    cache
+        .wrap(stored, version)
+        .inspect_err(|e| cache.swallow(key, "encode", e))
+        .ok()
+}
+
+fn stored_as(cache: &Cache, key: &str, r: Result<(), Error>) {
+    match r {
         Ok(()) => {
             cache.count(Counter::Set);
             tracing::debug!(target: "cachemacro", key, "set");
         }
         Err(e) => cache.swallow(key, "write", &e),
     }
-    Some(value)
 }
 
 /// The part of `out` to cache, if any and if the filter keeps it.
@@ -389,66 +446,9 @@ fn run_sync_slow<S: Shape>(
     out
 }
 
-/// The body of an `async` `#[memoize]` or `#[cached]` function: as [`run_sync`], with
-/// backend calls kept off the async runtime's threads.
-pub async fn run_async<S, F>(cache: &Cache, key: Key<'_>, spec: Spec<S>, body: F) -> S::Out
-where
-    S: Shape + 'static,
-    F: Future<Output = S::Out>,
-{
-    let forced = spec.forced_update;
-    let key = key.into_owned();
-    let k = key.clone();
-    // In place for in-process backends (a hit stays one map read), on the blocking pool for
-    // the others.
-    let read = cache
-        .offload(move |c| match find::<S::Stored>(c, &k, forced, false) {
-            Lookup::Hit(v) => Lookup::Hit(v),
-            Lookup::Miss(read) => Lookup::Miss(version_for(c, k.version_key(), read)),
-            Lookup::Down => Lookup::Down,
-        })
-        .await;
-    let version = match read {
-        Lookup::Hit(v) => return S::rebuild(v),
-        Lookup::Miss(Ok(version)) => version,
-        Lookup::Miss(Err(())) | Lookup::Down => return body.await,
-    };
-    let text = key.text().into_owned();
-    let mut leader: Option<Leader> = None;
-    if !forced && cache.inner.coalesce {
-        match Flights::join(cache, &text, version) {
-            Join::Leader(l) => leader = Some(l),
-            Join::Follower(flight) => {
-                if let Some(out) = followed::<S>(cache, &text, flight.wait_async().await) {
-                    return out;
-                }
-            }
-        }
-    }
-    let out = body.await;
-    let stored = match cacheable(&spec, &out) {
-        Some(stored) => {
-            let (stored, timeout) = (stored.clone(), spec.timeout);
-            cache
-                .offload(move |c| store(c, &text, version, timeout, &stored))
-                .await
-        }
-        None => None,
-    };
-    if let Some(l) = leader {
-        l.finish(stored);
-    }
-    out
-}
-
 /// `f_delete_memoized` / `g_delete_cached`: removes one key.
 pub fn delete_key(cache: &Cache, key: &str) -> Result<(), Error> {
     cache.delete(key).map(drop)
-}
-
-/// Async form of [`delete_key`].
-pub async fn delete_key_async(cache: &Cache, key: String) -> Result<(), Error> {
-    cache.offload(move |c| delete_key(c, &key)).await
 }
 
 /// `f_delete_memoized_all`: replaces the function's version.
@@ -456,17 +456,7 @@ pub fn delete_all(cache: &Cache, version_key: &str) -> Result<(), Error> {
     replace_version(cache, version_key).map(drop)
 }
 
-/// Async form of [`delete_all`].
-pub async fn delete_all_async(cache: &Cache, version_key: &'static str) -> Result<(), Error> {
-    cache.offload(move |c| delete_all(c, version_key)).await
-}
-
 /// `f_delete_memoized_verhash`: removes the function's version key.
 pub fn delete_version(cache: &Cache, version_key: &str) -> Result<(), Error> {
     cache.delete(version_key).map(drop)
-}
-
-/// Async form of [`delete_version`].
-pub async fn delete_version_async(cache: &Cache, version_key: &'static str) -> Result<(), Error> {
-    cache.offload(move |c| delete_version(c, version_key)).await
 }
