@@ -1,11 +1,10 @@
 //! The batching I/O engine: requests grouped by server, every server's batch written before
 //! any reply is read, so a multi-key operation is one round trip whatever the servers.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::backend::store_error;
-use super::conn::{Conn, ConnError};
-use super::protocol::{self, op, status, Response};
+use super::conn::{judge, out_of_step, Conn, ConnError};
+use super::protocol::{self, op, Response};
 use super::server::Server;
 use super::MemcachedBackend;
 use crate::Error;
@@ -52,34 +51,6 @@ pub(super) type Placement = Vec<(usize, usize)>;
 pub(super) struct Sent {
     pub(super) conn: Conn,
     pub(super) opaques: Vec<u32>,
-}
-
-fn out_of_step(addr: &str, why: &str) -> ConnError {
-    ConnError::Io(format!("{addr}: {why}; closing the connection"))
-}
-
-/// What a reply's status means for the connection: statuses that are answers (a miss, a
-/// key that exists, a value too large, …) leave it usable; a refused request closes it
-/// without blaming the server; a read that fails otherwise is the server failing.
-fn judge(addr: &str, opcode: u8, r: &Response) -> Result<(), ConnError> {
-    let s = r.header.status;
-    if s == status::AUTH_ERROR {
-        return Err(ConnError::Auth(format!("{addr}: not authenticated")));
-    }
-    if status::refuses_request(s) {
-        return Err(ConnError::Refused(format!(
-            "{addr} refused the request (status {s:#06x}: {})",
-            r.text()
-        )));
-    }
-    let read = matches!(opcode, op::GET | op::GETK | op::GETKQ);
-    if read && s != status::OK && s != status::NOT_FOUND {
-        return Err(ConnError::Io(format!(
-            "{addr}: read failed with status {s:#06x}: {}",
-            r.text()
-        )));
-    }
-    Ok(())
 }
 
 pub(super) fn backend_err(e: &ConnError) -> Error {
@@ -243,89 +214,5 @@ impl MemcachedBackend {
             b.replies[i] = Some(r);
         }
         Ok(conn)
-    }
-
-    /// One non-quiet request to the key's server; its reply.
-    pub(super) fn single(
-        &self,
-        opcode: u8,
-        extras: Vec<u8>,
-        (key, route): RoutedKey,
-        value: Vec<u8>,
-    ) -> Result<Response, Error> {
-        let (mut batches, _) = self.plan(
-            vec![Req {
-                opcode,
-                extras,
-                key,
-                value,
-                route,
-            }],
-            false,
-        )?;
-        self.exchange(&mut batches)?;
-        batches[0].replies[0]
-            .take()
-            .ok_or_else(|| Error::Backend("memcached: no reply".into()))
-    }
-
-    /// Raw values of memcached keys, in one round trip.
-    pub(super) fn get_raw(&self, keys: Vec<RoutedKey>) -> Result<Vec<Option<Vec<u8>>>, Error> {
-        let n = keys.len();
-        let reqs = keys
-            .into_iter()
-            .map(|(key, route)| Req {
-                opcode: op::GETKQ,
-                extras: Vec::new(),
-                key,
-                value: Vec::new(),
-                route,
-            })
-            .collect();
-        let (mut batches, place) = self.plan(reqs, true)?;
-        self.exchange(&mut batches)?;
-        let mut out = Vec::with_capacity(n);
-        for (b, i) in place {
-            out.push(match batches[b].replies[i].take() {
-                Some(r) if r.header.status == status::OK => Some(r.into_value()),
-                Some(r) if r.header.status == status::NOT_FOUND => None,
-                Some(r) => {
-                    return Err(Error::Backend(format!(
-                        "memcached get failed with status {:#06x}: {}",
-                        r.header.status,
-                        r.text()
-                    )))
-                }
-                None => None,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Stores raw values (quiet sets, one round trip).
-    pub(super) fn set_raw(
-        &self,
-        items: Vec<(RoutedKey, Vec<u8>)>,
-        ttl: Option<Duration>,
-    ) -> Result<(), Error> {
-        let extras = protocol::store_extras(ttl).to_vec();
-        let reqs = items
-            .into_iter()
-            .map(|((key, route), value)| Req {
-                opcode: op::SETQ,
-                extras: extras.clone(),
-                key,
-                value,
-                route,
-            })
-            .collect();
-        let (mut batches, _) = self.plan(reqs, true)?;
-        self.exchange(&mut batches)?;
-        for b in &batches {
-            if let Some(r) = b.replies.iter().flatten().next() {
-                return Err(store_error(r));
-            }
-        }
-        Ok(())
     }
 }

@@ -253,3 +253,31 @@ impl Conn {
         }
     }
 }
+
+pub(super) fn out_of_step(addr: &str, why: &str) -> ConnError {
+    ConnError::Io(format!("{addr}: {why}; closing the connection"))
+}
+
+/// What a reply's status means for the connection: statuses that are answers (a miss, a
+/// key that exists, a value too large, …) leave it usable; a refused request closes it
+/// without blaming the server; a read that fails otherwise is the server failing.
+pub(super) fn judge(addr: &str, opcode: u8, r: &Response) -> Result<(), ConnError> {
+    let s = r.header.status;
+    if s == status::AUTH_ERROR {
+        return Err(ConnError::Auth(format!("{addr}: not authenticated")));
+    }
+    if status::refuses_request(s) {
+        return Err(ConnError::Refused(format!(
+            "{addr} refused the request (status {s:#06x}: {})",
+            r.text()
+        )));
+    }
+    let read = matches!(opcode, op::GET | op::GETK | op::GETKQ);
+    if read && s != status::OK && s != status::NOT_FOUND {
+        return Err(ConnError::Io(format!(
+            "{addr}: read failed with status {s:#06x}: {}",
+            r.text()
+        )));
+    }
+    Ok(())
+}

@@ -3,66 +3,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::batch::{Batch, Req, Route};
-use super::protocol::op;
 use super::server::Server;
 use super::MemcachedBackend;
 use crate::Error;
 
 impl MemcachedBackend {
-    /// Deletes every key under this cache's prefix on one plain (non-SASL) server, found with
-    /// `lru_crawler metadump`.
-    pub(super) fn clear_prefix(&self, server: &Server) -> Result<(), Error> {
-        // A server runs one crawler at a time and answers BUSY to the next request: another
-        // client's `clear()` is listing keys. Wait for it, within the listing's own timeout.
-        let timeout = self.opts.io_timeout.max(Duration::from_secs(10));
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(10);
-        let keys = loop {
-            match self.list_keys(server, timeout)? {
-                Some(keys) => break keys,
-                None if Instant::now() + pause < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                }
-                None => {
-                    return Err(Error::Backend(format!(
-                        "{}: lru_crawler metadump: still busy after {timeout:?}",
-                        server.addr
-                    )))
-                }
-            }
-        };
-        // Keys were listed by this server: delete them there, whatever the ring says now.
-        let index = self
-            .servers
-            .iter()
-            .position(|s| std::ptr::eq(s, server))
-            .unwrap_or(0);
-        for chunk in keys.chunks(1000) {
-            let reqs = chunk
-                .iter()
-                .map(|k| Req {
-                    opcode: op::DELETE,
-                    extras: Vec::new(),
-                    key: k.clone(),
-                    value: Vec::new(),
-                    route: Route::Server(index),
-                })
-                .collect();
-            let mut batch = [Batch {
-                server: index,
-                reqs,
-                quiet: false,
-                replies: Vec::new(),
-            }];
-            self.exchange(&mut batch)?;
-        }
-        Ok(())
-    }
-
     /// The keys under this cache's prefix on `server`; `None` when its crawler is busy.
     pub(super) fn list_keys(
         &self,
@@ -77,28 +24,47 @@ impl MemcachedBackend {
             .map_err(err)?;
         let mut keys = Vec::new();
         for line in BufReader::new(stream).lines() {
-            let line = line.map_err(err)?;
-            if line == "END" {
-                break;
-            }
-            if line.starts_with("BUSY") {
-                return Ok(None);
-            }
-            if line.starts_with("ERROR") || line.starts_with("CLIENT_ERROR") {
-                return Err(Error::Backend(format!(
-                    "{}: lru_crawler metadump: {line}",
-                    server.addr
-                )));
-            }
-            if let Some(k) = line.strip_prefix("key=").and_then(|r| r.split(' ').next()) {
-                let k = percent_decode(k);
-                if k.starts_with(self.prefix.as_bytes()) {
-                    keys.push(k);
-                }
+            match metadump_key(&line.map_err(err)?, &self.prefix, &server.addr)? {
+                Some(Line::End) => break,
+                Some(Line::Busy) => return Ok(None),
+                Some(Line::Key(k)) => keys.push(k),
+                None => {}
             }
         }
         Ok(Some(keys))
     }
+}
+
+/// What one line of a `lru_crawler metadump` listing says.
+pub(super) enum Line {
+    /// The listing is over.
+    End,
+    /// The server's crawler is busy with another listing.
+    Busy,
+    /// A key under the cache's prefix.
+    Key(Vec<u8>),
+}
+
+/// One listing line read (both clients list keys this way); `None` for a key of another
+/// prefix or a line of no interest.
+pub(super) fn metadump_key(line: &str, prefix: &str, addr: &str) -> Result<Option<Line>, Error> {
+    if line == "END" {
+        return Ok(Some(Line::End));
+    }
+    if line.starts_with("BUSY") {
+        return Ok(Some(Line::Busy));
+    }
+    if line.starts_with("ERROR") || line.starts_with("CLIENT_ERROR") {
+        return Err(Error::Backend(format!(
+            "{addr}: lru_crawler metadump: {line}"
+        )));
+    }
+    Ok(line
+        .strip_prefix("key=")
+        .and_then(|r| r.split(' ').next())
+        .map(percent_decode)
+        .filter(|k| k.starts_with(prefix.as_bytes()))
+        .map(Line::Key))
 }
 
 /// Undoes `lru_crawler metadump`'s URL encoding of keys.

@@ -43,11 +43,14 @@
 //!   server in one round trip, since another process may hold or read that key on a server
 //!   this one would not pick; while a server is unreachable such deletes return `Err`.
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod backend;
 mod batch;
 mod conn;
 mod crawler;
 mod keys;
+mod ops;
 mod options;
 pub(crate) mod protocol;
 mod ring;
@@ -77,6 +80,9 @@ pub struct MemcachedBackend {
     opts: Options,
     credentials: Option<(String, String)>,
     prefix: String,
+    /// The async client's connections.
+    #[cfg(feature = "tokio")]
+    aio: aio::Pool,
 }
 
 impl MemcachedBackend {
@@ -105,6 +111,8 @@ impl MemcachedBackend {
             }
         }
         let backend = MemcachedBackend {
+            #[cfg(feature = "tokio")]
+            aio: aio::Pool::new(servers.len()),
             ring: Ring::new(servers),
             servers: servers.iter().cloned().map(Server::new).collect(),
             opts,
@@ -163,6 +171,8 @@ mod tests {
 
     fn backend(prefix: &str) -> MemcachedBackend {
         MemcachedBackend {
+            #[cfg(feature = "tokio")]
+            aio: aio::Pool::new(1),
             servers: vec![Server::new("127.0.0.1:1".into())],
             ring: Ring::new(&["127.0.0.1:1"]),
             opts: Options::default(),

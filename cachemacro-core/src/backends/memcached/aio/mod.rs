@@ -1,0 +1,347 @@
+//! The async client: the same operations (`ops.rs`), routing, health and protocol as the
+//! sync client, over one multiplexed connection per server ([`mux`]).
+//!
+//! Every operation runs against one deadline (`io_timeout`) covering connect, send and
+//! replies. A server that misses it is marked failing (it rests for `retry_timeout`, and
+//! leaves the ring after `remove_failed` failures, exactly as for the sync client) and its
+//! connection is closed, so the next attempt connects afresh; servers are waited on
+//! independently, so a frozen server never stalls requests to the others.
+
+mod mux;
+
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::{timeout_at, Instant};
+
+use super::batch::{backend_err, Batch};
+use super::conn::ConnError;
+use super::crawler::{metadump_key, Line};
+use super::ops::Io;
+use super::protocol::op;
+use super::server::Server;
+use super::MemcachedBackend;
+use crate::async_backend::{BoxFuture, Pair};
+use crate::{AsyncBackend, Error, Value};
+use mux::{Mux, Replies};
+
+/// The async connections of a memcached backend: one per server, made on first use.
+#[derive(Default)]
+pub(super) struct Pool {
+    slots: Vec<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    mux: RwLock<Option<Arc<Mux>>>,
+    /// Held while connecting: concurrent callers wait for one connection, not make many.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl Pool {
+    pub(super) fn new(servers: usize) -> Pool {
+        Pool {
+            slots: (0..servers).map(|_| Slot::default()).collect(),
+        }
+    }
+}
+
+/// The async engine.
+struct Multiplexed;
+
+impl Io for Multiplexed {
+    fn exchange<'a>(
+        &'a self,
+        b: &'a MemcachedBackend,
+        batches: &'a mut [Batch],
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+        b.exchange_async(batches)
+    }
+
+    fn list_keys<'a>(
+        &'a self,
+        b: &'a MemcachedBackend,
+        server: &'a Server,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Vec<Vec<u8>>>, Error>> + Send + 'a {
+        b.list_keys_async(server, timeout)
+    }
+
+    fn pause(&self, d: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(d)
+    }
+}
+
+/// Whether a batch may be sent again after its connection closed under it: reads, plain
+/// writes and deletes may; `add` and counters may not (they may have been applied).
+fn idempotent(b: &Batch) -> bool {
+    b.reqs.iter().all(|r| {
+        matches!(
+            r.opcode,
+            op::GET | op::GETK | op::GETKQ | op::SET | op::SETQ | op::DELETE | op::FLUSH
+        )
+    })
+}
+
+impl MemcachedBackend {
+    /// The live connection to server `s`, connecting (and authenticating) if there is none.
+    async fn mux(&self, s: usize, deadline: Instant) -> Result<Arc<Mux>, ConnError> {
+        let slot = &self.aio.slots[s];
+        let live = |slot: &Slot| {
+            slot.mux
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .filter(|m| !m.is_dead())
+                .cloned()
+        };
+        if let Some(m) = live(slot) {
+            return Ok(m);
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some(m) = live(slot) {
+            return Ok(m);
+        }
+        let addr = &self.servers[s].addr;
+        let connect_by = deadline.min(Instant::now() + self.opts.connect_timeout);
+        let timed_out = || ConnError::Io(format!("connect {addr}: timed out"));
+        let stream = timeout_at(connect_by, TcpStream::connect(addr.as_str()))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| ConnError::Io(format!("connect {addr}: {e}")))?;
+        let max_body = self.opts.max_value_size.saturating_add(1024);
+        let mux = timeout_at(
+            connect_by,
+            Mux::open(addr, stream, max_body, self.credentials.as_ref()),
+        )
+        .await
+        .map_err(|_| timed_out())??;
+        let mux = Arc::new(mux);
+        *slot.mux.write().unwrap_or_else(PoisonError::into_inner) = Some(mux.clone());
+        Ok(mux)
+    }
+
+    /// Writes one batch to its server's connection; the receiver of its replies.
+    async fn submit(
+        &self,
+        b: &Batch,
+        deadline: Instant,
+    ) -> Result<(Arc<Mux>, oneshot::Receiver<Replies>), ConnError> {
+        let mux = self.mux(b.server, deadline).await?;
+        let reqs = b.reqs.iter().map(|r| {
+            (
+                r.opcode,
+                r.extras.as_slice(),
+                r.key.as_slice(),
+                r.value.as_slice(),
+            )
+        });
+        let rx = mux.submit(reqs, b.quiet).await?;
+        Ok((mux, rx))
+    }
+
+    /// One batch's replies, within the deadline; a connection found closed under a batch
+    /// that may be sent again is replaced once.
+    async fn round_trip(&self, b: &Batch, deadline: Instant) -> Replies {
+        let addr = &self.servers[b.server].addr;
+        let timed_out = || ConnError::Io(format!("{addr}: timed out"));
+        let mut retried = false;
+        loop {
+            let attempt = async {
+                let (mux, rx) = self.submit(b, deadline).await?;
+                match timeout_at(deadline, rx).await {
+                    Ok(Ok(replies)) => replies,
+                    Ok(Err(_)) => Err(ConnError::Stale(format!("{addr}: connection closed"))),
+                    Err(_) => {
+                        // No reply in time: the server may be frozen. The next attempt
+                        // connects afresh instead of queueing behind this one.
+                        mux.close("timed out");
+                        Err(timed_out())
+                    }
+                }
+            };
+            match timeout_at(deadline, attempt).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Err(ConnError::Stale(_))) if !retried && idempotent(b) => retried = true,
+                Ok(r) => return r,
+            }
+        }
+    }
+
+    /// Sends every batch, each to its server's connection, then waits for every reply: one
+    /// round trip, whatever the servers, each server waited on independently.
+    async fn exchange_async(&self, batches: &mut [Batch]) -> Result<(), Error> {
+        let deadline = Instant::now() + self.opts.io_timeout;
+        let mut failure = None;
+        let mut record = |server: &Server, r: Result<(), ConnError>| match r {
+            Ok(()) => server.succeeded(),
+            // The request was wrong, not the server: its health is untouched.
+            Err(e @ (ConnError::Refused(_) | ConnError::Stale(_))) => {
+                failure.get_or_insert(backend_err(&e));
+            }
+            Err(e) => {
+                server.failed(&self.opts, e.message());
+                failure.get_or_insert(backend_err(&e));
+            }
+        };
+        match batches {
+            [] => {}
+            [b] => {
+                let r = self.round_trip(b, deadline).await;
+                let server = &self.servers[b.server];
+                record(server, r.map(|replies| b.replies = replies));
+            }
+            _ => {
+                // All written first, then all read: the futures run concurrently.
+                let rounds: Vec<_> = batches
+                    .iter()
+                    .map(|b| Box::pin(self.round_trip(b, deadline)))
+                    .collect();
+                let results = join_all(rounds).await;
+                for (b, r) in batches.iter_mut().zip(results) {
+                    let server = &self.servers[b.server];
+                    record(server, r.map(|replies| b.replies = replies));
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// [`MemcachedBackend::list_keys`] on tokio.
+    async fn list_keys_async(
+        &self,
+        server: &Server,
+        timeout: Duration,
+    ) -> Result<Option<Vec<Vec<u8>>>, Error> {
+        let err = |e: std::io::Error| Error::Backend(format!("{}: {e}", server.addr));
+        let listing = async {
+            let mut stream = TcpStream::connect(server.addr.as_str())
+                .await
+                .map_err(err)?;
+            stream
+                .write_all(b"lru_crawler metadump all\r\n")
+                .await
+                .map_err(err)?;
+            let mut lines = BufReader::new(stream).lines();
+            let mut keys = Vec::new();
+            while let Some(line) = lines.next_line().await.map_err(err)? {
+                match metadump_key(&line, &self.prefix, &server.addr)? {
+                    Some(Line::End) => break,
+                    Some(Line::Busy) => return Ok(None),
+                    Some(Line::Key(k)) => keys.push(k),
+                    None => {}
+                }
+            }
+            Ok(Some(keys))
+        };
+        tokio::time::timeout(timeout, listing).await.map_err(|_| {
+            Error::Backend(format!("{}: lru_crawler metadump timed out", server.addr))
+        })?
+    }
+}
+
+/// Awaits every future, concurrently, in order.
+async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+impl AsyncBackend for MemcachedBackend {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, Error>> {
+        Box::pin(async move {
+            Ok(self
+                .get_many_via(&Multiplexed, &[key])
+                .await?
+                .pop()
+                .flatten())
+        })
+    }
+
+    fn get_pair<'a>(
+        &'a self,
+        first: &'a str,
+        second: &'a str,
+    ) -> BoxFuture<'a, Result<Pair, Error>> {
+        Box::pin(async move {
+            let mut both = self
+                .get_many_via(&Multiplexed, &[first, second])
+                .await?
+                .into_iter();
+            Ok((both.next().flatten(), both.next().flatten()))
+        })
+    }
+
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, Error>> {
+        Box::pin(self.get_many_via(&Multiplexed, keys))
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.set_via(&Multiplexed, key, &value, ttl).await })
+    }
+
+    fn add<'a>(
+        &'a self,
+        key: &'a str,
+        value: Value,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move { self.add_via(&Multiplexed, key, &value, ttl).await })
+    }
+
+    fn set_many<'a>(
+        &'a self,
+        items: &'a [(&'a str, Value)],
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.set_many_via(&Multiplexed, items, ttl))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move { Ok(self.delete_many_via(&Multiplexed, &[key]).await? == 1) })
+    }
+
+    fn delete_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<usize, Error>> {
+        Box::pin(self.delete_many_via(&Multiplexed, keys))
+    }
+
+    fn inc<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, Error>> {
+        Box::pin(self.inc_via(&Multiplexed, key, delta))
+    }
+
+    fn dec<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, Error>> {
+        Box::pin(self.dec_via(&Multiplexed, key, delta))
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(self.clear_via(&Multiplexed))
+    }
+}

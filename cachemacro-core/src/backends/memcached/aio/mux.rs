@@ -1,0 +1,427 @@
+//! One multiplexed connection to one memcached server, on tokio: many callers' requests in
+//! flight at once, written in batches, their replies matched back by `opaque`.
+//!
+//! A writer task takes batches off a bounded queue and writes every batch waiting in one
+//! system call; a reader task reads replies and hands each batch its own. memcached answers
+//! a connection's requests in order, so replies belong to the oldest batch still waiting, and
+//! each reply is checked against the request it answers (opcode, opaque, the key a read
+//! echoes: [`Response::check`]) with the same decoder as the sync client's. Anything out of
+//! step closes the connection and fails every batch on it.
+//!
+//! Back-pressure: at most [`MAX_IN_FLIGHT`] batches are written and unanswered per
+//! connection; further callers wait for a permit (within their own deadline).
+//!
+//! Cancellation: a caller that stops waiting (its future dropped, its deadline passed) only
+//! drops the receiving end of its batch. The batch's replies are still read and matched (to
+//! nobody), so the connection stays in step for everyone else, and its permit is released
+//! when they arrive.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use super::super::conn::{judge, out_of_step, ConnError};
+use super::super::protocol::{self, op, status, ReadBuf, Response};
+
+/// Batches written and unanswered on one connection, at most.
+pub(super) const MAX_IN_FLIGHT: usize = 1024;
+
+/// One request of a batch: what its reply must answer.
+pub(super) struct Expect {
+    pub(super) opcode: u8,
+    pub(super) opaque: u32,
+    pub(super) key: Vec<u8>,
+}
+
+/// A batch's replies, one slot per request (quiet requests that got none stay `None`).
+pub(super) type Replies = Result<Vec<Option<Response>>, ConnError>;
+
+/// A batch on its way: its frames, what answers them, and where the replies go.
+struct Job {
+    frames: Vec<u8>,
+    expects: Vec<Expect>,
+    /// Quiet requests closed by a `NOOP` (the last of `expects`).
+    quiet: bool,
+    reply: oneshot::Sender<Replies>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A batch written, awaiting its replies.
+struct Waiting {
+    expects: Vec<Expect>,
+    quiet: bool,
+    replies: Vec<Option<Response>>,
+    /// The next request a reply may answer.
+    next: usize,
+    reply: Option<oneshot::Sender<Replies>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Waiting {
+    fn finish(mut self, r: Result<(), ConnError>) {
+        if let Some(tx) = self.reply.take() {
+            let replies = std::mem::take(&mut self.replies);
+            // A caller that stopped waiting gets nothing: its replies go nowhere else.
+            let _ = tx.send(r.map(|()| replies));
+        }
+    }
+}
+
+/// State shared by a connection's handle and its two tasks.
+struct Shared {
+    waiting: Mutex<VecDeque<Waiting>>,
+    dead: AtomicBool,
+}
+
+impl Shared {
+    /// Closes the connection: every batch on it fails with `why`.
+    fn kill(&self, why: &ConnError) {
+        self.dead.store(true, Ordering::SeqCst);
+        let waiting =
+            std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
+        for w in waiting {
+            w.finish(Err(clone_err(why)));
+        }
+    }
+}
+
+fn clone_err(e: &ConnError) -> ConnError {
+    match e {
+        ConnError::Io(m) => ConnError::Io(m.clone()),
+        ConnError::Stale(m) => ConnError::Stale(m.clone()),
+        ConnError::Auth(m) => ConnError::Auth(m.clone()),
+        ConnError::Refused(m) => ConnError::Refused(m.clone()),
+    }
+}
+
+/// A handle to one multiplexed connection.
+pub(super) struct Mux {
+    addr: String,
+    queue: mpsc::Sender<Job>,
+    permits: Arc<Semaphore>,
+    next_opaque: AtomicU32,
+    shared: Arc<Shared>,
+}
+
+impl Mux {
+    /// Connects (and authenticates), then starts the connection's tasks on the current
+    /// runtime.
+    pub(super) async fn open(
+        addr: &str,
+        stream: TcpStream,
+        max_body: usize,
+        credentials: Option<&(String, String)>,
+    ) -> Result<Mux, ConnError> {
+        let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let mut rb = ReadBuf::new(max_body);
+        if let Some((user, pass)) = credentials {
+            authenticate(addr, &mut rd, &mut wr, &mut rb, user, pass).await?;
+        }
+        let (queue, rx) = mpsc::channel(MAX_IN_FLIGHT);
+        let shared = Arc::new(Shared {
+            waiting: Mutex::new(VecDeque::new()),
+            dead: AtomicBool::new(false),
+        });
+        tokio::spawn(write_loop(addr.to_owned(), wr, rx, shared.clone()));
+        tokio::spawn(read_loop(addr.to_owned(), rd, rb, shared.clone()));
+        Ok(Mux {
+            addr: addr.to_owned(),
+            queue,
+            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            next_opaque: AtomicU32::new(1),
+            shared,
+        })
+    }
+
+    /// Whether the connection is closed (its tasks gone, or it failed).
+    pub(super) fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::SeqCst) || self.queue.is_closed()
+    }
+
+    /// Closes the connection (after a caller's deadline passed on it).
+    pub(super) fn close(&self, why: &str) {
+        self.shared
+            .kill(&ConnError::Io(format!("{}: {why}", self.addr)));
+    }
+
+    /// Queues `reqs` (opcode, extras, key, value) as one batch, quiet ones closed by a
+    /// `NOOP`; the receiver of their replies. Cancellation-safe (see the module docs).
+    pub(super) async fn submit(
+        &self,
+        reqs: impl Iterator<Item = (u8, &[u8], &[u8], &[u8])>,
+        quiet: bool,
+    ) -> Result<oneshot::Receiver<Replies>, ConnError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ConnError::Io(format!("{}: connection closed", self.addr)))?;
+        let mut frames = Vec::new();
+        let mut expects = Vec::new();
+        for (opcode, extras, key, value) in reqs {
+            let o = self.opaque();
+            protocol::request(&mut frames, opcode, o, extras, key, value);
+            expects.push(Expect {
+                opcode,
+                opaque: o,
+                key: key.to_vec(),
+            });
+        }
+        if quiet {
+            let o = self.opaque();
+            protocol::request(&mut frames, op::NOOP, o, &[], &[], &[]);
+            expects.push(Expect {
+                opcode: op::NOOP,
+                opaque: o,
+                key: Vec::new(),
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            frames,
+            expects,
+            quiet,
+            reply: tx,
+            _permit: permit,
+        };
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| ConnError::Stale(format!("{}: connection closed", self.addr)))?;
+        Ok(rx)
+    }
+
+    fn opaque(&self) -> u32 {
+        // Never 0: a fresh connection's first opaque is 1, as the sync client's.
+        self.next_opaque.fetch_add(1, Ordering::Relaxed).max(1)
+    }
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        // The tasks end when the queue closes and nothing waits.
+        self.shared.dead.store(true, Ordering::SeqCst);
+    }
+}
+
+/// SASL PLAIN, one request at a time, before the connection is shared.
+async fn authenticate(
+    addr: &str,
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    rb: &mut ReadBuf,
+    user: &str,
+    pass: &str,
+) -> Result<(), ConnError> {
+    let io = |e: std::io::Error| ConnError::Io(format!("{addr}: {e}"));
+    let mut out = Vec::new();
+    protocol::request(&mut out, op::SASL_LIST_MECHS, 1, &[], &[], &[]);
+    wr.write_all(&out).await.map_err(io)?;
+    let mechs = read_frame(addr, rd, rb).await?;
+    mechs
+        .check(op::SASL_LIST_MECHS, 1, &[])
+        .map_err(|e| out_of_step(addr, &e))?;
+    if mechs.header.status != status::OK || !mechs.text().split_whitespace().any(|m| m == "PLAIN") {
+        return Err(ConnError::Auth(format!(
+            "{addr} offers no SASL PLAIN authentication (mechanisms: {:?})",
+            mechs.text()
+        )));
+    }
+    let mut token = Vec::with_capacity(user.len() + pass.len() + 2);
+    token.push(0);
+    token.extend_from_slice(user.as_bytes());
+    token.push(0);
+    token.extend_from_slice(pass.as_bytes());
+    out.clear();
+    protocol::request(&mut out, op::SASL_AUTH, 2, &[], b"PLAIN", &token);
+    wr.write_all(&out).await.map_err(io)?;
+    let r = read_frame(addr, rd, rb).await?;
+    r.check(op::SASL_AUTH, 2, &[])
+        .map_err(|e| out_of_step(addr, &e))?;
+    match r.header.status {
+        status::OK => Ok(()),
+        status::AUTH_ERROR => Err(ConnError::Auth(format!(
+            "{addr} refused the SASL credentials of user {user:?}"
+        ))),
+        s => Err(ConnError::Auth(format!(
+            "{addr} answered SASL AUTH with status {s:#06x}: {}",
+            r.text()
+        ))),
+    }
+}
+
+async fn read_frame(
+    addr: &str,
+    rd: &mut OwnedReadHalf,
+    rb: &mut ReadBuf,
+) -> Result<Response, ConnError> {
+    loop {
+        match rb.next_frame() {
+            Ok(Some(r)) => return Ok(r),
+            Ok(None) => {}
+            Err(e) => return Err(out_of_step(addr, &e)),
+        }
+        let spare = rb.spare();
+        match rd.read(spare).await {
+            Ok(0) => {
+                rb.filled(0);
+                return Err(ConnError::Io(format!(
+                    "read {addr}: connection closed by the server"
+                )));
+            }
+            Ok(n) => rb.filled(n),
+            Err(e) => {
+                rb.filled(0);
+                return Err(ConnError::Io(format!("read {addr}: {e}")));
+            }
+        }
+    }
+}
+
+/// Writes every batch waiting in the queue with one system call, registering each as waiting
+/// for its replies first (so the reader can never see a reply before its batch).
+async fn write_loop(
+    addr: String,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Job>,
+    shared: Arc<Shared>,
+) {
+    let mut buf = Vec::new();
+    while let Some(first) = rx.recv().await {
+        if shared.dead.load(Ordering::SeqCst) {
+            break;
+        }
+        buf.clear();
+        let mut jobs = vec![first];
+        while jobs.len() < 256 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        {
+            let mut waiting = shared
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for job in jobs {
+                buf.extend_from_slice(&job.frames);
+                // The `NOOP` closing a quiet batch answers nobody.
+                let n = job.expects.len() - usize::from(job.quiet);
+                waiting.push_back(Waiting {
+                    expects: job.expects,
+                    quiet: job.quiet,
+                    replies: (0..n).map(|_| None).collect(),
+                    next: 0,
+                    reply: Some(job.reply),
+                    _permit: job._permit,
+                });
+            }
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            shared.kill(&ConnError::Io(format!("write {addr}: {e}")));
+            break;
+        }
+    }
+    // Queue closed (the handle is gone) or the connection failed: callers still queued fail.
+    rx.close();
+    while let Ok(job) = rx.try_recv() {
+        let _ = job
+            .reply
+            .send(Err(ConnError::Stale(format!("{addr}: connection closed"))));
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Reads replies and hands each waiting batch its own, in order.
+async fn read_loop(addr: String, mut rd: OwnedReadHalf, mut rb: ReadBuf, shared: Arc<Shared>) {
+    let why = loop {
+        if shared.dead.load(Ordering::SeqCst) {
+            break ConnError::Stale(format!("{addr}: connection closed"));
+        }
+        let spare = rb.spare();
+        match rd.read(spare).await {
+            Ok(0) => {
+                rb.filled(0);
+                break ConnError::Stale(format!("read {addr}: connection closed by the server"));
+            }
+            Ok(n) => rb.filled(n),
+            Err(e) => {
+                rb.filled(0);
+                break ConnError::Io(format!("read {addr}: {e}"));
+            }
+        }
+        if let Err(e) = dispatch(&addr, &mut rb, &shared) {
+            break e;
+        }
+    };
+    shared.kill(&why);
+}
+
+/// Matches every whole frame buffered to the batch it answers.
+fn dispatch(addr: &str, rb: &mut ReadBuf, shared: &Shared) -> Result<(), ConnError> {
+    loop {
+        let frame = match rb.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(out_of_step(addr, &e)),
+        };
+        let mut waiting = shared
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(head) = waiting.front_mut() else {
+            return Err(out_of_step(addr, "a reply to no request"));
+        };
+        // Quiet replies come in request order, some skipped; others, one per request.
+        let last = head.expects.len();
+        let i = if head.quiet {
+            head.expects[head.next..]
+                .iter()
+                .position(|e| e.opaque == frame.header.opaque)
+                .map(|i| head.next + i)
+        } else {
+            (head.expects[head.next].opaque == frame.header.opaque).then_some(head.next)
+        };
+        let Some(i) = i else {
+            return Err(out_of_step(
+                addr,
+                &format!("unexpected reply to request {}", frame.header.opaque),
+            ));
+        };
+        let e = &head.expects[i];
+        frame
+            .check(e.opcode, e.opaque, &e.key)
+            .map_err(|why| out_of_step(addr, &why))?;
+        if let Err(err) = judge(addr, e.opcode, &frame) {
+            // The batch fails, and replies still due to it would be out of step: the
+            // connection closes. A refused request is the request's fault, not the server's.
+            let refused = matches!(err, ConnError::Refused(_));
+            if let Some(w) = waiting.pop_front() {
+                w.finish(Err(err));
+            }
+            return Err(if refused {
+                ConnError::Stale(format!("{addr}: closed after a refused request"))
+            } else {
+                ConnError::Io(format!("{addr}: a read failed; connection closed"))
+            });
+        }
+        if i < head.replies.len() {
+            head.replies[i] = Some(frame);
+        }
+        head.next = i + 1;
+        if i + 1 == last {
+            if let Some(w) = waiting.pop_front() {
+                w.finish(Ok(()));
+            }
+        }
+    }
+}
