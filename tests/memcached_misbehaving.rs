@@ -408,3 +408,97 @@ fn a_misbehaving_server_never_yields_another_keys_value() {
     assert!(fake.data.lock().unwrap().len() >= 20);
     println!("{}", report.join("\n"));
 }
+
+// The async client, against a fake of its own (faults are switched per fake).
+
+fn async_fake() -> &'static Fake {
+    static FAKE: OnceLock<Fake> = OnceLock::new();
+    FAKE.get_or_init(Fake::start)
+}
+
+fn async_cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        Cache::builder()
+            .memcached([async_fake().addr.clone()])
+            .memcached_options(options())
+            .build()
+            .unwrap()
+    })
+}
+
+static ASYNC_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(cache = async_cache())]
+async fn async_work(n: u64) -> u64 {
+    ASYNC_CALLS.fetch_add(1, Ordering::SeqCst);
+    n * 10 + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_server_never_yields_another_keys_value_to_the_async_client() {
+    let cache = async_cache();
+    let fake = async_fake();
+    let a = cache.aio();
+    for i in 0..20u64 {
+        a.set(&format!("k{i}"), &(i * 100), 0).await.unwrap();
+        assert_eq!(async_work(i).await, i * 10 + 1);
+    }
+    let mut report = Vec::new();
+    for fault in FAULTS {
+        fake.set_fault(fault);
+        let (mut max, mut errors) = (Duration::ZERO, 0);
+        for i in 0..20u64 {
+            let t = Instant::now();
+            match a.get::<u64>(&format!("k{i}")).await {
+                Ok(Some(v)) => assert_eq!(v, i * 100, "{fault:?}: another key's value for k{i}"),
+                Ok(None) => {}
+                Err(_) => errors += 1,
+            }
+            let next = format!("k{}", (i + 1) % 20);
+            if let Ok(vs) = a
+                .get_many::<u64>(&[&format!("k{i}"), "never-written", &next])
+                .await
+            {
+                assert!(vs[0].is_none_or(|v| v == i * 100), "{fault:?}: {vs:?}");
+                assert_eq!(vs[1], None, "{fault:?}: a value for a key never written");
+                assert!(
+                    vs[2].is_none_or(|v| v == (i + 1) % 20 * 100),
+                    "{fault:?}: {vs:?}"
+                );
+            }
+            assert_eq!(
+                async_work(i).await,
+                i * 10 + 1,
+                "{fault:?}: memoized work({i})"
+            );
+            max = max.max(t.elapsed());
+            if matches!(fault, Fault::Trickle | Fault::Silence) && i == 2 {
+                break;
+            }
+        }
+        assert!(max < BOUND * 4, "{fault:?}: four calls took {max:?}");
+        report.push(format!("{fault:?}: max {max:?}, {errors} errors"));
+        fake.set_fault(Fault::None);
+        // Recovery: once `retry_timeout` has passed, calls are cached again.
+        tokio::time::sleep(options().retry_timeout * 3).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert_eq!(async_work(3).await, 31);
+            let before = ASYNC_CALLS.load(Ordering::SeqCst);
+            assert_eq!(async_work(3).await, 31);
+            if ASYNC_CALLS.load(Ordering::SeqCst) == before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{fault:?}: no hit after recovery"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for i in 0..20u64 {
+        assert_eq!(a.get::<u64>(&format!("k{i}")).await.unwrap(), Some(i * 100));
+    }
+    println!("async client:\n{}", report.join("\n"));
+}
