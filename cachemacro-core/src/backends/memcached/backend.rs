@@ -5,9 +5,10 @@ use std::future::{ready, Future};
 use std::time::Duration;
 
 use super::batch::Batch;
-use super::ops::{now, Io};
+use super::ops::Io;
 use super::server::Server;
 use super::MemcachedBackend;
+use crate::backends::now;
 use crate::{Backend, Error, Value};
 
 /// The blocking engine: every future it returns is ready at once.

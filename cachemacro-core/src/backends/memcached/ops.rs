@@ -2,13 +2,11 @@
 //!
 //! An operation builds its requests, hands them to an [`Io`] (the sync engine of
 //! `batch.rs`, or the multiplexed async connections of `aio/`), and reads the replies. The
-//! operations are `async fn`s; the sync client runs them with [`now`], which polls once: its
+//! operations are `async fn`s; the sync client runs them with `backends::now`, which polls once: its
 //! [`Io`] answers with futures that are ready at once, so nothing ever waits there. So the
 //! two clients cannot drift apart: one routing, one spread format, one reading of statuses.
 
 use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Req, Route, RoutedKey};
@@ -39,18 +37,6 @@ pub(super) trait Io: Sync {
 
     /// Waits `d`.
     fn pause(&self, d: Duration) -> impl Future<Output = ()> + Send;
-}
-
-/// Runs an operation of the sync client to completion. Its [`Io`] never waits (every
-/// future it returns is ready), so one poll completes it; a future that did wait would be an
-/// error of ours, reported as a backend error rather than a panic.
-pub(super) fn now<T>(op: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    match pin!(op).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(r) => r,
-        Poll::Pending => Err(Error::Backend(
-            "memcached: the blocking client was asked to wait".into(),
-        )),
-    }
 }
 
 fn req(opcode: u8, extras: Vec<u8>, (key, route): RoutedKey, value: Vec<u8>) -> Req {

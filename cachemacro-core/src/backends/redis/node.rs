@@ -19,7 +19,10 @@ use super::RedisOptions;
 pub(super) struct Node {
     /// `host:port`, as the cluster names the node.
     pub(super) addr: String,
-    client: r::Client,
+    pub(super) client: r::Client,
+    /// The async client's connection (the redis crate's multiplexed one), made on first use.
+    #[cfg(feature = "tokio")]
+    pub(super) multiplexed: super::aio::Slot,
     idle: Mutex<Vec<r::Connection>>,
     /// Milliseconds since `origin` before which the node is not tried.
     resting_until: AtomicU64,
@@ -38,6 +41,8 @@ impl Node {
         Ok(Node {
             addr,
             client: r::Client::open(info)?,
+            #[cfg(feature = "tokio")]
+            multiplexed: Default::default(),
             idle: Mutex::new(Vec::new()),
             resting_until: AtomicU64::new(0),
             origin: Instant::now(),

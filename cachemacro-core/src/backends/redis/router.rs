@@ -13,6 +13,7 @@
 //! nothing to the calls on other nodes' slots.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -51,8 +52,19 @@ pub(super) struct Cluster {
     seeds: Vec<String>,
     nodes: RwLock<HashMap<String, Arc<Node>>>,
     map: RwLock<Arc<SlotMap>>,
-    /// When the map was last read; held while it is being read (one reader at a time).
+    /// When the map was last read.
     refreshed: Mutex<Option<Instant>>,
+    /// Set while a reading of the map is under way (one at a time).
+    refreshing: AtomicBool,
+}
+
+/// A reading of the slot map under way; ends when dropped.
+pub(super) struct Refreshing<'a>(&'a AtomicBool);
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Least time between two readings of the slot map, but for a moved slot.
@@ -88,8 +100,15 @@ pub(super) fn addr_of(info: &r::ConnectionInfo) -> String {
     }
 }
 
+/// `CLUSTER SLOTS`.
+pub(super) fn slots_cmd() -> r::Cmd {
+    let mut cmd = r::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    cmd
+}
+
 /// Whether a reply says the key lives elsewhere now, or the cluster is reconfiguring.
-fn redirected(v: &r::Value) -> bool {
+pub(super) fn redirected(v: &r::Value) -> bool {
     use r::ServerErrorKind as K;
     matches!(v, r::Value::ServerError(e) if matches!(
         e.kind(),
@@ -97,7 +116,7 @@ fn redirected(v: &r::Value) -> bool {
     ))
 }
 
-fn backend_err(e: &RedisError) -> Error {
+pub(super) fn backend_err(e: &RedisError) -> Error {
     Error::Backend(format!("redis: {e}"))
 }
 
@@ -118,10 +137,11 @@ impl Cluster {
             nodes: RwLock::new(nodes),
             map: RwLock::new(Arc::default()),
             refreshed: Mutex::new(None),
+            refreshing: AtomicBool::new(false),
         }
     }
 
-    fn node(&self, addr: &str) -> Option<Arc<Node>> {
+    pub(super) fn node(&self, addr: &str) -> Option<Arc<Node>> {
         if let Some(n) = self
             .nodes
             .read()
@@ -136,39 +156,64 @@ impl Cluster {
         Some(nodes.entry(addr.to_owned()).or_insert(node).clone())
     }
 
-    /// Reads the slot map again, from the first node that answers: known masters first,
-    /// then the configured seeds, skipping resting nodes. `force`: even if it was just read.
-    pub(super) fn refresh(&self, opts: &RedisOptions, force: bool) {
-        let Ok(mut last) = self.refreshed.try_lock() else {
-            return; // another thread is reading it
-        };
-        if !force && last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
-            return;
+    /// Starts a reading of the slot map, unless one is under way or, `force` aside, one
+    /// was made in the last [`REFRESH_EVERY`]; the nodes to ask, in order: known masters
+    /// first, then the configured seeds, without the resting ones.
+    pub(super) fn begin_refresh(&self, force: bool) -> Option<(Refreshing<'_>, Vec<Arc<Node>>)> {
+        if self.refreshing.swap(true, Ordering::SeqCst) {
+            return None; // another caller is reading it
         }
-        *last = Some(Instant::now());
+        let guard = Refreshing(&self.refreshing);
+        {
+            let mut last = self
+                .refreshed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !force && last.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
         let known: Vec<String> = {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
             map.masters().into_iter().map(str::to_owned).collect()
         };
-        let mut tried = Vec::new();
+        let mut tried: Vec<&str> = Vec::new();
+        let mut candidates = Vec::new();
         for addr in known.iter().chain(&self.seeds) {
-            if tried.contains(addr) {
+            if tried.contains(&addr.as_str()) {
                 continue;
             }
-            tried.push(addr.clone());
-            let Some(node) = self.node(addr) else {
-                continue;
-            };
-            if !node.available() {
-                continue;
+            tried.push(addr);
+            if let Some(node) = self.node(addr).filter(|n| n.available()) {
+                candidates.push(node);
             }
-            let host = addr.rsplit_once(':').map_or("", |(h, _)| h);
-            let mut cmd = r::cmd("CLUSTER");
-            cmd.arg("SLOTS");
-            match node.run(opts, std::slice::from_ref(&cmd)) {
+        }
+        Some((guard, candidates))
+    }
+
+    /// Takes the map from a `CLUSTER SLOTS` reply of `node`; whether it was one.
+    pub(super) fn install(&self, node: &Node, reply: Option<&r::Value>) -> bool {
+        let host = node.addr.rsplit_once(':').map_or("", |(h, _)| h);
+        match reply.and_then(|v| SlotMap::parse(v, host)) {
+            Some(map) => {
+                *self.map.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(map);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads the slot map again, from the first node that answers. `force`: even if it was
+    /// just read.
+    pub(super) fn refresh(&self, opts: &RedisOptions, force: bool) {
+        let Some((_reading, candidates)) = self.begin_refresh(force) else {
+            return;
+        };
+        for node in candidates {
+            match node.run(opts, &[slots_cmd()]) {
                 Ok(replies) => {
-                    if let Some(map) = replies.first().and_then(|v| SlotMap::parse(v, host)) {
-                        *self.map.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(map);
+                    if self.install(&node, replies.first()) {
                         return;
                     }
                 }
@@ -179,21 +224,46 @@ impl Cluster {
         tracing::warn!(target: "cachemacro", "no redis cluster node answered CLUSTER SLOTS");
     }
 
-    /// The master of `key`'s slot, reading the map first if it has none for it.
-    fn master_for(&self, opts: &RedisOptions, key: &[u8]) -> Option<Arc<Node>> {
+    /// The master of `key`'s slot in the current map.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(super) fn master_of(&self, key: &[u8]) -> Option<Arc<Node>> {
         let s = slot(key);
-        let find = || {
+        let addr = {
             let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
             map.master(s).map(str::to_owned)
-        };
-        let addr = match find() {
-            Some(a) => a,
-            None => {
-                self.refresh(opts, true);
-                find()?
-            }
-        };
+        }?;
         self.node(&addr)
+    }
+
+    /// Whether the map has no master at all yet.
+    pub(super) fn is_empty(&self) -> bool {
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .masters()
+            .is_empty()
+    }
+
+    /// Every master in the current map.
+    pub(super) fn current_masters(&self) -> Vec<Arc<Node>> {
+        let map = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        map.masters()
+            .into_iter()
+            .filter_map(|a| self.node(a))
+            .collect()
+    }
+
+    /// The master of `key`'s slot, reading the map first if it has none for it.
+    fn master_for(&self, opts: &RedisOptions, key: &[u8]) -> Option<Arc<Node>> {
+        if let Some(node) = self.master_of(key) {
+            return Some(node);
+        }
+        self.refresh(opts, true);
+        self.master_of(key)
     }
 }
 
@@ -203,19 +273,10 @@ impl Router {
         match self {
             Router::Single(n) => vec![n.clone()],
             Router::Cluster(c) => {
-                if c.map
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .masters()
-                    .is_empty()
-                {
+                if c.is_empty() {
                     c.refresh(opts, true);
                 }
-                let map = c.map.read().unwrap_or_else(PoisonError::into_inner).clone();
-                map.masters()
-                    .into_iter()
-                    .filter_map(|a| c.node(a))
-                    .collect()
+                c.current_masters()
             }
         }
     }
@@ -239,20 +300,10 @@ impl Router {
     }
 
     fn exec_once(&self, opts: &RedisOptions, units: &[Unit]) -> Result<Vec<Vec<r::Value>>, Error> {
-        // Units grouped by node, in first-seen order.
-        let mut batches: Vec<(Arc<Node>, Vec<usize>)> = Vec::new();
-        for (i, unit) in units.iter().enumerate() {
-            let node = match self {
-                Router::Single(n) => n.clone(),
-                Router::Cluster(c) => c.master_for(opts, &unit.key).ok_or_else(|| {
-                    Error::Backend("redis: no cluster node serves this key's slot".into())
-                })?,
-            };
-            match batches.iter_mut().find(|(n, _)| Arc::ptr_eq(n, &node)) {
-                Some((_, members)) => members.push(i),
-                None => batches.push((node, vec![i])),
-            }
-        }
+        let batches = group(units, |key| match self {
+            Router::Single(n) => Some(n.clone()),
+            Router::Cluster(c) => c.master_for(opts, key),
+        })?;
         let mut failure = None;
         let mut sent = Vec::with_capacity(batches.len());
         for (node, members) in &batches {
@@ -308,4 +359,25 @@ impl Router {
             None => Ok(out),
         }
     }
+}
+
+/// Units (by index) for each node.
+pub(super) type Grouped = Vec<(Arc<Node>, Vec<usize>)>;
+
+/// Units grouped by the node `node_of` their key, in first-seen order.
+pub(super) fn group(
+    units: &[Unit],
+    node_of: impl Fn(&[u8]) -> Option<Arc<Node>>,
+) -> Result<Grouped, Error> {
+    let mut batches: Vec<(Arc<Node>, Vec<usize>)> = Vec::new();
+    for (i, unit) in units.iter().enumerate() {
+        let node = node_of(&unit.key).ok_or_else(|| {
+            Error::Backend("redis: no cluster node serves this key's slot".into())
+        })?;
+        match batches.iter_mut().find(|(n, _)| Arc::ptr_eq(n, &node)) {
+            Some((_, members)) => members.push(i),
+            None => batches.push((node, vec![i])),
+        }
+    }
+    Ok(batches)
 }

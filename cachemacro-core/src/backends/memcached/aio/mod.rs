@@ -26,6 +26,7 @@ use super::protocol::op;
 use super::server::Server;
 use super::MemcachedBackend;
 use crate::async_backend::{BoxFuture, Pair};
+use crate::backends::join_all;
 use crate::{AsyncBackend, Error, Value};
 use mux::{Mux, Replies};
 
@@ -242,29 +243,6 @@ impl MemcachedBackend {
             Error::Backend(format!("{}: lru_crawler metadump timed out", server.addr))
         })?
     }
-}
-
-/// Awaits every future, concurrently, in order.
-async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match std::pin::Pin::new(f).poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 impl AsyncBackend for MemcachedBackend {
