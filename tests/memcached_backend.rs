@@ -170,6 +170,57 @@ fn memcachier_variables_configure_sasl_memcached() {
     assert_eq!(cache.get::<u8>("x").unwrap(), Some(5));
 }
 
+static EMPTY_KEY: OnceLock<Cache> = OnceLock::new();
+
+#[memoize(cache = EMPTY_KEY.get().unwrap())]
+fn unrelated(a: u64) -> u64 {
+    a + 1
+}
+
+/// MemCachier-style (SASL, no prefix) and plain, with and without a prefix: the empty key is
+/// a key like any other, and a request the server refuses never takes it out of rotation.
+#[test]
+fn the_empty_key_works_everywhere_and_refusals_never_eject_a_server() {
+    let sasl = Memcached::start_sasl("carol", "pw");
+    let plain = Memcached::start();
+    let memcachier = Cache::from_config(
+        cachemacro::CacheConfig::from_lookup(|k| {
+            Ok(match k {
+                "MEMCACHIER_SERVERS" => Some(sasl.addr()),
+                "MEMCACHIER_USERNAME" => Some("carol".into()),
+                "MEMCACHIER_PASSWORD" => Some("pw".into()),
+                _ => None,
+            })
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    let sasl_prefixed = Cache::builder()
+        .memcached([sasl.addr()])
+        .sasl("carol", "pw")
+        .key_prefix("app:")
+        .build()
+        .unwrap();
+    for cache in [
+        &memcachier,
+        &sasl_prefixed,
+        &cache_on(&[&plain], ""),
+        &cache_on(&[&plain], "app:"),
+    ] {
+        cache.set("", &7u32, 0).unwrap();
+        assert_eq!(cache.get::<u32>("").unwrap(), Some(7));
+        assert!(cache.delete("").unwrap());
+        assert_eq!(cache.get::<u32>("").unwrap(), None);
+    }
+    // Everything else in the process still goes to the server, cached.
+    EMPTY_KEY.set(memcachier.clone()).unwrap();
+    assert_eq!(unrelated(1), 2);
+    let hits = memcachier.stats().hits;
+    assert_eq!(unrelated(1), 2);
+    assert_eq!(memcachier.stats().hits, hits + 1, "still cached");
+    assert_eq!(memcachier.stats().errors, 0);
+}
+
 #[test]
 fn key_prefixes_keep_caches_apart() {
     let server = Memcached::start();
