@@ -174,6 +174,9 @@ impl AsyncCache<'_> {
             b.delete_many(&keys)
         });
         let n = self.cache.tracked(n)?;
+        for key in keys {
+            self.cache.inner.flights.detach(key);
+        }
         self.cache.add_count(Counter::Delete, keys.len() as u64);
         Ok(n)
     }

@@ -202,9 +202,10 @@ impl Cache {
         Ok(())
     }
 
-    /// After a delete.
+    /// After a delete: computations of `key` in flight in this process are detached too.
     pub(crate) fn finish_delete(&self, key: &str, r: Result<bool, Error>) -> Result<bool, Error> {
         let deleted = self.tracked(r)?;
+        self.inner.flights.detach(key);
         self.count(Counter::Delete);
         tracing::debug!(target: "cachemacro", key, "delete");
         Ok(deleted)
@@ -323,6 +324,9 @@ impl Cache {
     /// Removes every key in one backend request; returns how many held a value.
     pub fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
         let n = self.tracked(self.inner.backend.delete_many(keys))?;
+        for key in keys {
+            self.inner.flights.detach(key);
+        }
         self.add_count(Counter::Delete, keys.len() as u64);
         Ok(n)
     }

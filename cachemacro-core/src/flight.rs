@@ -3,7 +3,9 @@
 //! The first caller to miss becomes the leader and runs the body; callers that miss the same
 //! key under the same function version while it runs wait for its result instead of running
 //! the body too. Keying by version matters: a caller that saw a newer version (after a
-//! `delete_memoized_all`) never takes a result computed under an older one.
+//! `delete_memoized_all`) never takes a result computed under an older one. Deleting a key
+//! (`f_delete_memoized(args)`, `cache.delete`) detaches its computations in flight, so a
+//! caller that starts after the delete returned never takes their result either.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +66,17 @@ impl Flights {
     }
 }
 
+impl Flights {
+    /// Detaches the computations in flight for `key` (every version): later callers start
+    /// their own; the detached leaders' followers still get their results.
+    pub(crate) fn detach(&self, key: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(k, _), _| k != key);
+    }
+}
+
 impl Leader {
     /// Hands `result` (the value as cached, `None` if it was not cacheable) to the followers.
     pub(crate) fn finish(self, result: Option<Value>) {
@@ -78,13 +91,21 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        self.cache
+        let mut map = self
+            .cache
             .inner
             .flights
             .map
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only this leader's own flight: after a detach, the key may belong to a newer one.
+        if map
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            map.remove(&self.key);
+        }
+        drop(map);
         self.flight.done.store(true, Ordering::SeqCst);
         self.flight.event.notify(usize::MAX);
     }
