@@ -1,9 +1,12 @@
 //! One multiplexed connection to one memcached server, on tokio: many callers' requests in
 //! flight at once, written in batches, their replies matched back by `opaque`.
 //!
-//! A writer task takes batches off a bounded queue and writes every batch waiting in one
-//! system call; a reader task reads replies and hands each batch its own. memcached answers
-//! a connection's requests in order, so replies belong to the oldest batch still waiting, and
+//! Writes are combined: a caller appends its batch to the connection's outbox and, unless
+//! another caller is writing, writes the whole outbox itself with non-blocking writes, again
+//! while batches keep arriving; only a socket that would block hands the rest to a task. So
+//! one caller costs one write and no thread hand-off, and many concurrent callers share few
+//! writes. A reader task reads replies and hands each batch its own. memcached answers a
+//! connection's requests in order, so replies belong to the oldest batch still waiting, and
 //! each reply is checked against the request it answers (opcode, opaque, the key a read
 //! echoes: [`Response::check`]) with the same decoder as the sync client's. Anything out of
 //! step closes the connection and fails every batch on it.
@@ -23,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::super::conn::{judge, out_of_step, ConnError};
 use super::super::protocol::{self, op, status, ReadBuf, Response};
@@ -40,16 +43,6 @@ pub(super) struct Expect {
 
 /// A batch's replies, one slot per request (quiet requests that got none stay `None`).
 pub(super) type Replies = Result<Vec<Option<Response>>, ConnError>;
-
-/// A batch on its way: its frames, what answers them, and where the replies go.
-struct Job {
-    frames: Vec<u8>,
-    expects: Vec<Expect>,
-    /// Quiet requests closed by a `NOOP` (the last of `expects`).
-    quiet: bool,
-    reply: oneshot::Sender<Replies>,
-    _permit: OwnedSemaphorePermit,
-}
 
 /// A batch written, awaiting its replies.
 struct Waiting {
@@ -72,10 +65,19 @@ impl Waiting {
     }
 }
 
-/// State shared by a connection's handle and its two tasks.
+/// State shared by a connection's handle, its callers and its reader task.
 struct Shared {
+    /// Batches in the order their bytes are written.
     waiting: Mutex<VecDeque<Waiting>>,
+    writer: Mutex<Writer>,
     dead: AtomicBool,
+}
+
+/// The write side: the socket's write half (`None` while a caller or a task writes), and the
+/// bytes queued behind that write.
+struct Writer {
+    half: Option<OwnedWriteHalf>,
+    outbox: Vec<u8>,
 }
 
 impl Shared {
@@ -102,7 +104,6 @@ fn clone_err(e: &ConnError) -> ConnError {
 /// A handle to one multiplexed connection.
 pub(super) struct Mux {
     addr: String,
-    queue: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     next_opaque: AtomicU32,
     shared: Arc<Shared>,
@@ -124,25 +125,26 @@ impl Mux {
         if let Some((user, pass)) = credentials {
             authenticate(addr, &mut rd, &mut wr, &mut rb, user, pass).await?;
         }
-        let (queue, rx) = mpsc::channel(MAX_IN_FLIGHT);
         let shared = Arc::new(Shared {
             waiting: Mutex::new(VecDeque::new()),
+            writer: Mutex::new(Writer {
+                half: Some(wr),
+                outbox: Vec::new(),
+            }),
             dead: AtomicBool::new(false),
         });
-        tokio::spawn(write_loop(addr.to_owned(), wr, rx, shared.clone()));
         tokio::spawn(read_loop(addr.to_owned(), rd, rb, shared.clone()));
         Ok(Mux {
             addr: addr.to_owned(),
-            queue,
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             next_opaque: AtomicU32::new(1),
             shared,
         })
     }
 
-    /// Whether the connection is closed (its tasks gone, or it failed).
+    /// Whether the connection is closed (it failed, or its reader went with its runtime).
     pub(super) fn is_dead(&self) -> bool {
-        self.shared.dead.load(Ordering::SeqCst) || self.queue.is_closed()
+        self.shared.dead.load(Ordering::SeqCst)
     }
 
     /// Closes the connection (after a caller's deadline passed on it).
@@ -185,18 +187,89 @@ impl Mux {
             });
         }
         let (tx, rx) = oneshot::channel();
-        let job = Job {
-            frames,
-            expects,
-            quiet,
-            reply: tx,
-            _permit: permit,
+        let closed = || ConnError::Stale(format!("{}: connection closed", self.addr));
+        let (half, mut buf) = {
+            let mut w = self
+                .shared
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if self.is_dead() {
+                return Err(closed());
+            }
+            // Waiting before its bytes can leave: the reader may see the reply at once.
+            let n = expects.len() - usize::from(quiet);
+            self.shared
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(Waiting {
+                    expects,
+                    quiet,
+                    replies: (0..n).map(|_| None).collect(),
+                    next: 0,
+                    reply: Some(tx),
+                    _permit: permit,
+                });
+            w.outbox.extend_from_slice(&frames);
+            match w.half.take() {
+                // Someone is writing: they write these bytes too.
+                None => return Ok(rx),
+                Some(half) => (half, std::mem::take(&mut w.outbox)),
+            }
         };
-        self.queue
-            .send(job)
-            .await
-            .map_err(|_| ConnError::Stale(format!("{}: connection closed", self.addr)))?;
-        Ok(rx)
+        // This caller writes, without awaiting (so dropping its future cannot cut a frame
+        // in half), until the outbox stays empty or the socket would block.
+        loop {
+            match half.try_write(&buf) {
+                Ok(n) if n == buf.len() => {}
+                Ok(n) => {
+                    self.write_rest(half, buf.split_off(n));
+                    return Ok(rx);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.write_rest(half, buf);
+                    return Ok(rx);
+                }
+                Err(e) => {
+                    self.shared
+                        .kill(&ConnError::Io(format!("write {}: {e}", self.addr)));
+                    return Ok(rx);
+                }
+            }
+            let mut w = self
+                .shared
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if w.outbox.is_empty() {
+                w.half = Some(half);
+                return Ok(rx);
+            }
+            buf = std::mem::take(&mut w.outbox);
+        }
+    }
+
+    /// Hands bytes the socket would not take now to a task, which writes them and whatever
+    /// queues behind them, then gives the write half back.
+    fn write_rest(&self, mut half: OwnedWriteHalf, first: Vec<u8>) {
+        let shared = self.shared.clone();
+        let addr = self.addr.clone();
+        tokio::spawn(async move {
+            let mut buf = first;
+            loop {
+                if let Err(e) = half.write_all(&buf).await {
+                    shared.kill(&ConnError::Io(format!("write {addr}: {e}")));
+                    return;
+                }
+                let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                if w.outbox.is_empty() {
+                    w.half = Some(half);
+                    return;
+                }
+                buf = std::mem::take(&mut w.outbox);
+            }
+        });
     }
 
     fn opaque(&self) -> u32 {
@@ -207,8 +280,18 @@ impl Mux {
 
 impl Drop for Mux {
     fn drop(&mut self) {
-        // The tasks end when the queue closes and nothing waits.
+        // The reader ends at its next wake-up; the write half closes with the last user.
         self.shared.dead.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Held by the reader task: when the task ends, however (its runtime shut down), every batch
+/// still waiting fails and the connection counts as closed.
+struct Reading(Arc<Shared>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.kill(&ConnError::Stale("connection closed".into()));
     }
 }
 
@@ -286,63 +369,9 @@ async fn read_frame(
     }
 }
 
-/// Writes every batch waiting in the queue with one system call, registering each as waiting
-/// for its replies first (so the reader can never see a reply before its batch).
-async fn write_loop(
-    addr: String,
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Job>,
-    shared: Arc<Shared>,
-) {
-    let mut buf = Vec::new();
-    while let Some(first) = rx.recv().await {
-        if shared.dead.load(Ordering::SeqCst) {
-            break;
-        }
-        buf.clear();
-        let mut jobs = vec![first];
-        while jobs.len() < 256 {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        {
-            let mut waiting = shared
-                .waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for job in jobs {
-                buf.extend_from_slice(&job.frames);
-                // The `NOOP` closing a quiet batch answers nobody.
-                let n = job.expects.len() - usize::from(job.quiet);
-                waiting.push_back(Waiting {
-                    expects: job.expects,
-                    quiet: job.quiet,
-                    replies: (0..n).map(|_| None).collect(),
-                    next: 0,
-                    reply: Some(job.reply),
-                    _permit: job._permit,
-                });
-            }
-        }
-        if let Err(e) = wr.write_all(&buf).await {
-            shared.kill(&ConnError::Io(format!("write {addr}: {e}")));
-            break;
-        }
-    }
-    // Queue closed (the handle is gone) or the connection failed: callers still queued fail.
-    rx.close();
-    while let Ok(job) = rx.try_recv() {
-        let _ = job
-            .reply
-            .send(Err(ConnError::Stale(format!("{addr}: connection closed"))));
-    }
-    let _ = wr.shutdown().await;
-}
-
 /// Reads replies and hands each waiting batch its own, in order.
 async fn read_loop(addr: String, mut rd: OwnedReadHalf, mut rb: ReadBuf, shared: Arc<Shared>) {
+    let _reading = Reading(shared.clone());
     let why = loop {
         if shared.dead.load(Ordering::SeqCst) {
             break ConnError::Stale(format!("{addr}: connection closed"));
