@@ -397,16 +397,32 @@ async fn read_loop(addr: String, mut rd: OwnedReadHalf, mut rb: ReadBuf, shared:
 
 /// Matches every whole frame buffered to the batch it answers.
 fn dispatch(addr: &str, rb: &mut ReadBuf, shared: &Shared) -> Result<(), ConnError> {
+    // One lock for every frame of this read; the batches completed are handed their replies
+    // (waking their callers) after it is released.
+    let mut done = Vec::new();
+    let r = match_frames(addr, rb, shared, &mut done);
+    for w in done {
+        w.finish(Ok(()));
+    }
+    r
+}
+
+fn match_frames(
+    addr: &str,
+    rb: &mut ReadBuf,
+    shared: &Shared,
+    done: &mut Vec<Waiting>,
+) -> Result<(), ConnError> {
+    let mut waiting = shared
+        .waiting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     loop {
         let frame = match rb.next_frame() {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
             Err(e) => return Err(out_of_step(addr, &e)),
         };
-        let mut waiting = shared
-            .waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         let Some(head) = waiting.front_mut() else {
             return Err(out_of_step(addr, "a reply to no request"));
         };
@@ -448,9 +464,7 @@ fn dispatch(addr: &str, rb: &mut ReadBuf, shared: &Shared) -> Result<(), ConnErr
         }
         head.next = i + 1;
         if i + 1 == last {
-            if let Some(w) = waiting.pop_front() {
-                w.finish(Ok(()));
-            }
+            done.extend(waiting.pop_front());
         }
     }
 }
