@@ -4,7 +4,7 @@
 //! * throughput: 1, 16, 256 and 1024 tasks on a 2-worker runtime, against 1 to 64 OS threads
 //!   calling the sync function (time per hit; lower is more hits per second).
 //!
-//! The summary prints the ratios the async issue asks for, hits/s for each configuration and
+//! The summary prints the latency ratio, the throughput ratios to the best sync figure, hits/s for each configuration and
 //! what the server counted per hit (memcached `cmd_get`: keys read; redis `MGET` calls).
 #![allow(missing_docs)]
 

@@ -1,4 +1,4 @@
-//! Seed 004's walkthrough: `user_has_membership` and `Person::has_membership`, memoized,
+//! The Flask-Cache manual's walkthrough: `user_has_membership` and `Person::has_membership`, memoized,
 //! then invalidated for one argument set and for all of them.
 //!
 //! `cargo run --example membership`

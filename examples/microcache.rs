@@ -1,4 +1,4 @@
-//! Seed 000's microcache: a view cached for 5 seconds and shared by several worker processes
+//! The Heroku microcaching tutorial's microcache: a view cached for 5 seconds and shared by several worker processes
 //! through memcached, configured from MemCachier's variables.
 //!
 //! ```sh

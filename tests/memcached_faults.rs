@@ -10,7 +10,7 @@ use cachemacro::backends::memcached::MemcachedOptions;
 use cachemacro::{memoize, Cache};
 use cachemacro_testkit::{round, Memcached};
 
-/// The seeds' I/O timeout, with short failover windows so the tests see recovery quickly.
+/// MemCachier's recommended I/O timeout, with short failover windows so the tests see recovery quickly.
 fn options() -> MemcachedOptions {
     let mut o = MemcachedOptions::default();
     o.retry_timeout = Duration::from_millis(300);

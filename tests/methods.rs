@@ -11,7 +11,7 @@ use common::{cache as simple, Calls};
 static CACHE: LazyLock<Cache> = LazyLock::new(simple);
 static MEMBERSHIP_CALLS: Calls = Calls::new();
 
-/// Seed 004's `Person`: identity is the id, like a `__repr__` returning `Person(id)`.
+/// The Flask-Cache manual's `Person`: identity is the id, like a `__repr__` returning `Person(id)`.
 struct Person {
     id: u64,
     name: String,

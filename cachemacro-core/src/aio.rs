@@ -173,12 +173,7 @@ impl AsyncCache<'_> {
             let keys: Vec<&str> = owned.iter().map(String::as_str).collect();
             b.delete_many(&keys)
         });
-        let n = self.cache.tracked(n)?;
-        for key in keys {
-            self.cache.inner.flights.detach(key);
-        }
-        self.cache.add_count(Counter::Delete, keys.len() as u64);
-        Ok(n)
+        self.cache.finish_delete_many(keys, n)
     }
 
     /// As [`Cache::inc`].

@@ -122,8 +122,8 @@ impl CacheBuilder {
         self
     }
 
-    /// Timeouts, failover and pool settings of the memcached client (the seeds' libmemcached
-    /// behaviours by default).
+    /// Timeouts, failover and pool settings of the memcached client (libmemcached's behaviours
+    /// as MemCachier recommends them, by default).
     #[cfg(feature = "memcached")]
     pub fn memcached_options(
         mut self,

@@ -202,6 +202,20 @@ impl Cache {
         Ok(())
     }
 
+    /// After a delete of several keys: as [`Cache::finish_delete`] for each.
+    pub(crate) fn finish_delete_many(
+        &self,
+        keys: &[&str],
+        r: Result<usize, Error>,
+    ) -> Result<usize, Error> {
+        let n = self.tracked(r)?;
+        for key in keys {
+            self.inner.flights.detach(key);
+        }
+        self.add_count(Counter::Delete, keys.len() as u64);
+        Ok(n)
+    }
+
     /// After a delete: computations of `key` in flight in this process are detached too.
     pub(crate) fn finish_delete(&self, key: &str, r: Result<bool, Error>) -> Result<bool, Error> {
         let deleted = self.tracked(r)?;
@@ -323,12 +337,7 @@ impl Cache {
 
     /// Removes every key in one backend request; returns how many held a value.
     pub fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
-        let n = self.tracked(self.inner.backend.delete_many(keys))?;
-        for key in keys {
-            self.inner.flights.detach(key);
-        }
-        self.add_count(Counter::Delete, keys.len() as u64);
-        Ok(n)
+        self.finish_delete_many(keys, self.inner.backend.delete_many(keys))
     }
 
     /// Adds `delta` to the integer at `key` (missing = 0) and returns the result.

@@ -311,7 +311,8 @@ fn decode_int<T: DeserializeOwned>(i: i64) -> Result<T, Error> {
 
 fn parse_decimal(bytes: &[u8]) -> Option<i64> {
     let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+    // No length limit: leading zeros are digits too (`str::parse` rejects what overflows).
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(bytes).ok()?.parse().ok()

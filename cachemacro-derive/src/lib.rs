@@ -537,8 +537,10 @@ use attr::{Kind, Options};
 ///
 /// # `async fn`
 ///
-/// An `async fn` is cached the same way, and never blocks the runtime: backends that do I/O
-/// are called on a blocking thread pool. Its helpers are `async` too.
+/// An `async fn` is cached the same way, and never blocks the runtime: memcached and redis
+/// are awaited through their async clients (feature `tokio`), in-process backends are called
+/// in place, and other backends that do I/O run on a blocking thread pool. Its helpers are
+/// `async` too.
 ///
 /// ```
 /// use cachemacro::memoize;

@@ -214,12 +214,39 @@ impl ServerProcess {
     /// Stops the server (SIGSTOP): it keeps its connections and answers nothing. Returns
     /// whether the signal was sent (`false` once the server has exited).
     pub fn freeze(&self) -> bool {
-        self.signal(Signal::STOP)
+        // A signal is delivered asynchronously: return once every thread has stopped, so that
+        // nothing the test does after `freeze` is still answered.
+        self.signal(Signal::STOP) && self.wait_state(|state| state == 'T' || state == 't')
     }
 
     /// Lets a frozen server run again (SIGCONT). Returns whether the signal was sent.
     pub fn thaw(&self) -> bool {
-        self.signal(Signal::CONT)
+        self.signal(Signal::CONT) && self.wait_state(|state| state != 'T' && state != 't')
+    }
+
+    /// Waits (up to 5 s) until the state of every thread of the process (in
+    /// `/proc/PID/task/*/stat`) satisfies `done`.
+    fn wait_state(&self, done: impl Fn(char) -> bool) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let states = || -> Option<Vec<char>> {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .ok()?
+                .map(|task| {
+                    let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+                    // The state follows the parenthesized command name.
+                    stat.rsplit_once(") ")?.1.chars().next()
+                })
+                .collect()
+        };
+        loop {
+            match states() {
+                Some(states) if states.iter().all(|&s| done(s)) => return true,
+                None => return false,
+                Some(_) if std::time::Instant::now() > deadline => return false,
+                Some(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
     }
 
     /// Sends `signal` to the child, only if it has not exited (see the [module docs](self)).

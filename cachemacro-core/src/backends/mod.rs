@@ -5,6 +5,11 @@
 //! on by default. `Cache::builder()` and `Cache::from_env()` choose among them; a backend of
 //! your own implements [`Backend`](crate::Backend).
 
+// The methods of clients whose operations are written once (memcached, redis); declared
+// before the modules that use them.
+#[macro_use]
+mod via;
+
 #[cfg(feature = "filesystem")]
 pub mod filesystem;
 #[cfg(feature = "memcached")]

@@ -133,9 +133,11 @@ mod tests {
         let mut a = KeyHasher::default();
         a.write(&[7; 40]);
         a.write(&[9; 40]);
+        // The same bytes in small writes: the first ones inline, the rest streamed.
         let mut b = KeyHasher::default();
-        b.write(&[7; 40]);
-        b.write(&[9; 40]);
+        for chunk in [[7u8; 40], [9u8; 40]].concat().chunks(10) {
+            b.write(chunk);
+        }
         assert_eq!(a.finish128(), b.finish128());
         assert_eq!(
             a.finish128(),

@@ -52,45 +52,5 @@ impl Backend for MemcachedBackend {
             .map(|_| self as _)
     }
 
-    fn get(&self, key: &str) -> Result<Option<Value>, Error> {
-        Ok(self.get_many(&[key])?.pop().flatten())
-    }
-
-    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, Error> {
-        now(self.get_many_via(&Blocking, keys))
-    }
-
-    fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
-        now(self.set_via(&Blocking, key, &value, ttl))
-    }
-
-    fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
-        now(self.add_via(&Blocking, key, &value, ttl))
-    }
-
-    fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
-        now(self.set_many_via(&Blocking, items, ttl))
-    }
-
-    fn delete(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.delete_many(&[key])? == 1)
-    }
-
-    /// See [`MemcachedBackend`]'s module docs: other keys than versions are deleted on every
-    /// server.
-    fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
-        now(self.delete_many_via(&Blocking, keys))
-    }
-
-    fn inc(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        now(self.inc_via(&Blocking, key, delta))
-    }
-
-    fn dec(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        now(self.dec_via(&Blocking, key, delta))
-    }
-
-    fn clear(&self) -> Result<(), Error> {
-        now(self.clear_via(&Blocking))
-    }
+    sync_via!(Blocking);
 }

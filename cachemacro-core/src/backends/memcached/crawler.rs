@@ -2,8 +2,8 @@
 //! protocol's `lru_crawler metadump`, then deleted in batches.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 use super::server::Server;
 use super::MemcachedBackend;
@@ -17,13 +17,29 @@ impl MemcachedBackend {
         timeout: Duration,
     ) -> Result<Option<Vec<Vec<u8>>>, Error> {
         let err = |e: std::io::Error| Error::Backend(format!("{}: {e}", server.addr));
-        let mut stream = TcpStream::connect(&server.addr).map_err(err)?;
+        // One deadline for the whole listing: a server that trickles cannot hold it longer.
+        let deadline = Instant::now() + timeout;
+        let addr = server
+            .addr
+            .to_socket_addrs()
+            .map_err(err)?
+            .next()
+            .ok_or_else(|| Error::Backend(format!("{}: no address", server.addr)))?;
+        let mut stream =
+            TcpStream::connect_timeout(&addr, self.opts.connect_timeout).map_err(err)?;
         stream.set_read_timeout(Some(timeout)).map_err(err)?;
+        stream.set_write_timeout(Some(timeout)).map_err(err)?;
         stream
             .write_all(b"lru_crawler metadump all\r\n")
             .map_err(err)?;
         let mut keys = Vec::new();
         for line in BufReader::new(stream).lines() {
+            if Instant::now() > deadline {
+                return Err(Error::Backend(format!(
+                    "{}: lru_crawler metadump took over {timeout:?}",
+                    server.addr
+                )));
+            }
             match metadump_key(&line.map_err(err)?, &self.prefix, &server.addr)? {
                 Some(Line::End) => break,
                 Some(Line::Busy) => return Ok(None),

@@ -7,15 +7,18 @@
 //! a connection that saw any error or holds unread bytes is closed, SASL PLAIN runs on
 //! connect, and every operation runs against a deadline.
 //!
-//! Every multi-key operation is one round trip: the requests for each server are written
+//! Every multi-key operation is one round trip (a large value spread over several keys adds
+//! one for its chunks): the requests for each server are written
 //! (quiet commands closed by a `NOOP`) to every server involved before any reply is read. A
 //! memoized hit (`get_pair`: version and value) is therefore one round trip for two keys,
 //! whether they share a server or not.
 //!
 //! Files: `options` (the knobs), `keys` (key mapping and routing), `protocol` (frames,
-//! no I/O), `conn` (one connection), `server` (a server's pool and health), `ring`
-//! (consistent hashing), `batch` (the batching engine), `spread` (large values), `crawler`
-//! (`clear()` by prefix), `backend` (the [`Backend`](crate::Backend) impl).
+//! no I/O), `ops` (every operation, written once for both clients), `conn` (one sync
+//! connection), `server` (a server's pool and health), `ring` (consistent hashing), `batch`
+//! (the sync batching engine), `spread` (large values), `crawler` (`clear()` by prefix),
+//! `backend` (the sync [`Backend`](crate::Backend)), `aio` (the async client: one
+//! multiplexed connection per server).
 //!
 //! # Failover, and why invalidations survive it
 //!

@@ -59,6 +59,23 @@ pub(super) fn store_error(r: &Response) -> Error {
 }
 
 impl MemcachedBackend {
+    /// An error naming the servers failing now, if any: an operation that must reach every
+    /// server returns it after reaching the others.
+    fn unreachable(&self) -> Option<Error> {
+        let failing: Vec<&str> = self
+            .servers
+            .iter()
+            .filter(|s| !s.available())
+            .map(|s| s.addr.as_str())
+            .collect();
+        (!failing.is_empty()).then(|| {
+            Error::Backend(format!(
+                "memcached {} failing: not reached (another process may still read there)",
+                failing.join(", ")
+            ))
+        })
+    }
+
     fn chunk_size(&self) -> usize {
         self.opts
             .max_value_size
@@ -254,6 +271,10 @@ impl MemcachedBackend {
         self.set_raw(io, raw, ttl).await
     }
 
+    pub(super) async fn delete_via(&self, io: &impl Io, key: &str) -> Result<bool, Error> {
+        Ok(self.delete_many_via(io, &[key]).await? == 1)
+    }
+
     /// A function version is deleted on its home server. Any other key is deleted on every
     /// server, in the same round trip: a process whose view of the ring differs (it saw a
     /// server fail, or not) may hold or read the key on another server than this process
@@ -266,6 +287,9 @@ impl MemcachedBackend {
     ) -> Result<usize, Error> {
         let mut reqs = Vec::new();
         let mut owner = Vec::new();
+        // Servers failing now are skipped (their keys cannot be reached), and the delete
+        // reports it once the others have it.
+        let unreachable = self.unreachable();
         for (i, k) in keys.iter().enumerate() {
             let r = req(op::DELETE, Vec::new(), self.routed(k), Vec::new());
             if r.route == Route::Home {
@@ -273,7 +297,7 @@ impl MemcachedBackend {
                 owner.push(i);
                 continue;
             }
-            for s in 0..self.servers.len() {
+            for s in (0..self.servers.len()).filter(|&s| self.servers[s].available()) {
                 reqs.push(Req {
                     route: Route::Server(s),
                     ..r.clone()
@@ -283,6 +307,7 @@ impl MemcachedBackend {
         }
         let (mut batches, place) = self.plan(reqs, false)?;
         io.exchange(self, &mut batches).await?;
+        unreachable.map_or(Ok(()), Err)?;
         let mut deleted = vec![false; keys.len()];
         for ((b, i), key) in place.into_iter().zip(owner) {
             let ok = batches[b].replies[i]
@@ -347,9 +372,12 @@ impl MemcachedBackend {
     /// prefixes' keys stay; SASL servers offer no way to list keys, so there it is an error
     /// rather than a flush of other applications' data.
     pub(super) async fn clear_via(&self, io: &impl Io) -> Result<(), Error> {
+        // Every server, in the ring or not: one out of it may still hold entries that a
+        // process with another view reads. Those failing now are reported after the others.
+        let unreachable = self.unreachable();
         if self.prefix.is_empty() {
             let mut batches: Vec<Batch> = (0..self.servers.len())
-                .filter(|&s| self.servers[s].in_ring())
+                .filter(|&s| self.servers[s].available())
                 .map(|server| Batch {
                     server,
                     reqs: vec![req(
@@ -362,7 +390,8 @@ impl MemcachedBackend {
                     replies: Vec::new(),
                 })
                 .collect();
-            return io.exchange(self, &mut batches).await;
+            io.exchange(self, &mut batches).await?;
+            return unreachable.map_or(Ok(()), Err);
         }
         if self.credentials.is_some() {
             return Err(Error::Backend(format!(
@@ -371,11 +400,11 @@ impl MemcachedBackend {
             )));
         }
         for (index, server) in self.servers.iter().enumerate() {
-            if server.in_ring() {
+            if server.available() {
                 self.clear_prefix(io, index, server).await?;
             }
         }
-        Ok(())
+        unreachable.map_or(Ok(()), Err)
     }
 
     /// Deletes every key under this cache's prefix on one plain (non-SASL) server.

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-/// Tuning of the memcached client. The defaults are the seeds' libmemcached behaviours for
-/// MemCachier: connect 2 s, send/receive 750 ms, `remove_failed` 1, `retry_timeout` 2 s,
+/// Tuning of the memcached client. The defaults are libmemcached's behaviours as MemCachier
+/// recommends them: connect 2 s, send/receive 750 ms, `remove_failed` 1, `retry_timeout` 2 s,
 /// `dead_timeout` 30 s.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

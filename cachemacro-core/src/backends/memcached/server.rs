@@ -1,6 +1,6 @@
 //! One server: its idle connections and its health.
 //!
-//! Health follows libmemcached's knobs as the seeds tune them: a failure makes the server
+//! Health follows libmemcached's knobs as MemCachier tunes them: a failure makes the server
 //! sit out `retry_timeout` (its keys fail fast, without I/O); `remove_failed` consecutive
 //! failures take it out of the ring for `dead_timeout` (its keys go to the other servers).
 //! A success resets both.

@@ -14,31 +14,35 @@ use std::sync::{Arc, PoisonError, RwLock};
 use ::redis as r;
 use r::aio::MultiplexedConnection;
 use r::{AsyncConnectionConfig, RedisError};
+use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
 use super::node::{is_failure, Node};
 use super::ops::Io;
 use super::router::{group, redirected, slots_cmd, Router, Unit};
 use super::{redis_err, RedisBackend};
-use crate::async_backend::{BoxFuture, Pair};
 use crate::backends::join_all;
-use crate::{AsyncBackend, Error, Value};
+use crate::Error;
 
 /// A server's multiplexed connection, made on first use, with the flag that says whether
-/// the runtime driving it still runs.
+/// the runtime driving it still runs (and the sender whose drop ends the task that watches).
 #[derive(Default)]
 pub(super) struct Slot {
-    conn: RwLock<Option<(MultiplexedConnection, Arc<AtomicBool>)>>,
+    conn: RwLock<Option<Live>>,
     /// Held while connecting: concurrent callers wait for one connection, not make many.
     connecting: tokio::sync::Mutex<()>,
 }
 
-/// Clears its flag when dropped: with the task that holds it, when its runtime shuts down.
+/// A connection, the flag its runtime clears, and what ends the watching task when dropped.
+type Live = (MultiplexedConnection, Arc<AtomicBool>, oneshot::Sender<()>);
+
+/// Clears its flag when dropped: with the task that holds it, when its runtime shuts down
+/// (or when the connection it watches is replaced, and nobody looks at the flag any more).
 struct Running(Arc<AtomicBool>);
 
 impl Running {
-    async fn until_shutdown(self) {
-        std::future::pending::<()>().await;
+    async fn until(self, replaced: oneshot::Receiver<()>) {
+        let _ = replaced.await;
     }
 }
 
@@ -68,8 +72,8 @@ impl Node {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_ref()
-                .filter(|(_, running)| running.load(Ordering::SeqCst))
-                .map(|(c, _)| c.clone())
+                .filter(|(_, running, _)| running.load(Ordering::SeqCst))
+                .map(|(c, _, _)| c.clone())
         };
         if let Some(c) = live() {
             return Ok(c);
@@ -90,12 +94,13 @@ impl Node {
         .map_err(|_| timed_out(self))?
         .map_err(|e| self.failure(b, &e))?;
         let running = Arc::new(AtomicBool::new(true));
-        tokio::spawn(Running(running.clone()).until_shutdown());
+        let (replaced, watch) = oneshot::channel();
+        tokio::spawn(Running(running.clone()).until(watch));
         *self
             .multiplexed
             .conn
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some((conn.clone(), running));
+            .unwrap_or_else(PoisonError::into_inner) = Some((conn.clone(), running, replaced));
         Ok(conn)
     }
 
@@ -181,6 +186,12 @@ impl RedisBackend {
                 self.refresh_async(true).await;
             }
         }
+        if let Router::Cluster(c) = &self.router {
+            // A slot the map does not cover (a cluster reshaped): read the map once.
+            if units.iter().any(|u| c.master_of(&u.key).is_none()) {
+                self.refresh_async(true).await;
+            }
+        }
         let batches = group(units, |key| match &self.router {
             Router::Single(n) => Some(n.clone()),
             Router::Cluster(c) => c.master_of(key),
@@ -256,81 +267,4 @@ impl Io for Multiplexed {
     }
 }
 
-impl AsyncBackend for RedisBackend {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, Error>> {
-        Box::pin(async move {
-            Ok(self
-                .get_many_via(&Multiplexed, &[key])
-                .await?
-                .pop()
-                .flatten())
-        })
-    }
-
-    fn get_pair<'a>(
-        &'a self,
-        first: &'a str,
-        second: &'a str,
-    ) -> BoxFuture<'a, Result<Pair, Error>> {
-        Box::pin(async move {
-            let mut both = self
-                .get_many_via(&Multiplexed, &[first, second])
-                .await?
-                .into_iter();
-            Ok((both.next().flatten(), both.next().flatten()))
-        })
-    }
-
-    fn get_many<'a>(
-        &'a self,
-        keys: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, Error>> {
-        Box::pin(self.get_many_via(&Multiplexed, keys))
-    }
-
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Value,
-        ttl: Option<std::time::Duration>,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { self.set_via(&Multiplexed, key, &value, ttl).await })
-    }
-
-    fn add<'a>(
-        &'a self,
-        key: &'a str,
-        value: Value,
-        ttl: Option<std::time::Duration>,
-    ) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move { self.add_via(&Multiplexed, key, &value, ttl).await })
-    }
-
-    fn set_many<'a>(
-        &'a self,
-        items: &'a [(&'a str, Value)],
-        ttl: Option<std::time::Duration>,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(self.set_many_via(&Multiplexed, items, ttl))
-    }
-
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(self.delete_via(&Multiplexed, key))
-    }
-
-    fn delete_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<usize, Error>> {
-        Box::pin(self.delete_many_via(&Multiplexed, keys))
-    }
-
-    fn inc<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, Error>> {
-        Box::pin(self.inc_via(&Multiplexed, key, delta))
-    }
-
-    fn dec<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, Error>> {
-        Box::pin(self.dec_via(&Multiplexed, key, delta))
-    }
-
-    fn clear(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(self.clear_via(&Multiplexed))
-    }
-}
+async_via!(RedisBackend, Multiplexed);

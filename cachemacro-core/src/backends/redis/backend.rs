@@ -56,49 +56,5 @@ impl Backend for RedisBackend {
             .map(|_| self as _)
     }
 
-    fn get(&self, key: &str) -> Result<Option<Value>, Error> {
-        Ok(self.get_many(&[key])?.pop().flatten())
-    }
-
-    /// One `MGET` on a server; on a cluster one `GET` per key, every node's written before
-    /// any reply is read. One round trip either way.
-    fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, Error> {
-        now(self.get_many_via(&Blocking, keys))
-    }
-
-    fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
-        now(self.set_via(&Blocking, key, &value, ttl))
-    }
-
-    fn add(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<bool, Error> {
-        now(self.add_via(&Blocking, key, &value, ttl))
-    }
-
-    fn set_many(&self, items: &[(&str, Value)], ttl: Option<Duration>) -> Result<(), Error> {
-        now(self.set_many_via(&Blocking, items, ttl))
-    }
-
-    fn delete(&self, key: &str) -> Result<bool, Error> {
-        now(self.delete_via(&Blocking, key))
-    }
-
-    /// One `UNLINK` on a server; on a cluster one per key, every node's written before any
-    /// reply is read. A function version among them is confirmed by a replica.
-    fn delete_many(&self, keys: &[&str]) -> Result<usize, Error> {
-        now(self.delete_many_via(&Blocking, keys))
-    }
-
-    fn inc(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        now(self.inc_via(&Blocking, key, delta))
-    }
-
-    fn dec(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        now(self.dec_via(&Blocking, key, delta))
-    }
-
-    /// Without a prefix: `FLUSHDB` on every master. With one: `SCAN MATCH prefix*` and
-    /// `UNLINK` of each page, on every master; other keys stay.
-    fn clear(&self) -> Result<(), Error> {
-        now(self.clear_via(&Blocking))
-    }
+    sync_via!(Blocking);
 }

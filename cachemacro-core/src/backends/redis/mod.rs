@@ -1,5 +1,10 @@
-//! `CACHE_TYPE=redis`: a redis server or a redis cluster, through the `redis` crate's sync
-//! client.
+//! `CACHE_TYPE=redis`: a redis server or a redis cluster, through the `redis` crate's
+//! connections and protocol, with our own routing, pooling and health.
+//!
+//! Files: `node` (one server's pool and health), `slots` (a cluster's slot map), `router`
+//! (where commands go; the sync engine), `ops` (every operation, written once), `backend`
+//! (the sync [`Backend`](crate::Backend)), `aio` (the async client over the redis crate's
+//! multiplexed connections).
 //!
 //! What cachelib gets wrong, done right: `add` is one atomic `SET NX` with its expiry;
 //! `inc`/`dec` are atomic `INCRBY`/`DECRBY`; `clear()` removes only this cache's prefix with
@@ -36,7 +41,7 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// Longest wait for one command's reply.
     pub io_timeout: Duration,
-    /// After a failure, how long a standalone server is skipped (calls fail fast).
+    /// After a failure, how long a server (or cluster node) is skipped (calls fail fast).
     pub retry_timeout: Duration,
     /// Idle connections kept per server.
     pub pool_size: usize,

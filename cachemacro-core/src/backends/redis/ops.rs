@@ -87,11 +87,7 @@ impl RedisBackend {
             key: self.key(key),
             cmds: vec![cmd, wait],
         };
-        let mut replies = self
-            .router
-            .exec(&self.opts, &[unit])?
-            .pop()
-            .unwrap_or_default();
+        let mut replies = io.exec(self, &[unit]).await?.pop().unwrap_or_default();
         let acked: i64 = decode(replies.pop().unwrap_or(r::Value::Nil)).unwrap_or(0);
         let out = decode(replies.pop().unwrap_or(r::Value::Nil))?;
         if acked == 0 {
@@ -255,7 +251,6 @@ impl RedisBackend {
         io: &impl Io,
         keys: &[&str],
     ) -> Result<usize, Error> {
-        let version = keys.iter().copied().find(|k| is_version_key(k));
         match (&self.router, keys) {
             (_, []) => Ok(0),
             (Router::Single(_), [first, ..]) => {
@@ -263,14 +258,14 @@ impl RedisBackend {
                 for k in keys {
                     c.arg(self.key(k));
                 }
+                // One UNLINK: confirmed as a version write if any key is a version.
+                let version = keys.iter().copied().find(|k| is_version_key(k));
                 self.write(io, version.unwrap_or(first), c).await
             }
             (Router::Cluster(_), _) => {
                 let mut n = 0;
-                for k in keys {
-                    if Some(*k) == version {
-                        n += usize::from(self.delete_via(io, k).await?);
-                    }
+                for k in keys.iter().filter(|k| is_version_key(k)) {
+                    n += usize::from(self.delete_via(io, k).await?);
                 }
                 let units: Vec<Unit> = keys
                     .iter()

@@ -225,7 +225,6 @@ impl Cluster {
     }
 
     /// The master of `key`'s slot in the current map.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(super) fn master_of(&self, key: &[u8]) -> Option<Arc<Node>> {
         let s = slot(key);
         let addr = {

@@ -25,9 +25,8 @@ use super::ops::Io;
 use super::protocol::op;
 use super::server::Server;
 use super::MemcachedBackend;
-use crate::async_backend::{BoxFuture, Pair};
 use crate::backends::join_all;
-use crate::{AsyncBackend, Error, Value};
+use crate::Error;
 use mux::{Mux, Replies};
 
 /// The async connections of a memcached backend: one per server, made on first use.
@@ -180,8 +179,14 @@ impl MemcachedBackend {
         let mut failure = None;
         let mut record = |server: &Server, r: Result<(), ConnError>| match r {
             Ok(()) => server.succeeded(),
-            // The request was wrong, not the server: its health is untouched.
-            Err(e @ (ConnError::Refused(_) | ConnError::Stale(_))) => {
+            // The request was wrong, not the server: it counts as answering.
+            Err(e @ ConnError::Refused(_)) => {
+                server.succeeded();
+                failure.get_or_insert(backend_err(&e));
+            }
+            // The connection closed under it (its runtime went, the server restarted): not
+            // the server's failure either.
+            Err(e @ ConnError::Stale(_)) => {
                 failure.get_or_insert(backend_err(&e));
             }
             Err(e) => {
@@ -245,81 +250,4 @@ impl MemcachedBackend {
     }
 }
 
-impl AsyncBackend for MemcachedBackend {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, Error>> {
-        Box::pin(async move {
-            Ok(self
-                .get_many_via(&Multiplexed, &[key])
-                .await?
-                .pop()
-                .flatten())
-        })
-    }
-
-    fn get_pair<'a>(
-        &'a self,
-        first: &'a str,
-        second: &'a str,
-    ) -> BoxFuture<'a, Result<Pair, Error>> {
-        Box::pin(async move {
-            let mut both = self
-                .get_many_via(&Multiplexed, &[first, second])
-                .await?
-                .into_iter();
-            Ok((both.next().flatten(), both.next().flatten()))
-        })
-    }
-
-    fn get_many<'a>(
-        &'a self,
-        keys: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<Vec<Option<Value>>, Error>> {
-        Box::pin(self.get_many_via(&Multiplexed, keys))
-    }
-
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Value,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { self.set_via(&Multiplexed, key, &value, ttl).await })
-    }
-
-    fn add<'a>(
-        &'a self,
-        key: &'a str,
-        value: Value,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move { self.add_via(&Multiplexed, key, &value, ttl).await })
-    }
-
-    fn set_many<'a>(
-        &'a self,
-        items: &'a [(&'a str, Value)],
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(self.set_many_via(&Multiplexed, items, ttl))
-    }
-
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move { Ok(self.delete_many_via(&Multiplexed, &[key]).await? == 1) })
-    }
-
-    fn delete_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<usize, Error>> {
-        Box::pin(self.delete_many_via(&Multiplexed, keys))
-    }
-
-    fn inc<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, Error>> {
-        Box::pin(self.inc_via(&Multiplexed, key, delta))
-    }
-
-    fn dec<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, Error>> {
-        Box::pin(self.dec_via(&Multiplexed, key, delta))
-    }
-
-    fn clear(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(self.clear_via(&Multiplexed))
-    }
-}
+async_via!(MemcachedBackend, Multiplexed);

@@ -27,12 +27,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
 use super::super::conn::{judge, out_of_step, ConnError};
 use super::super::protocol::{self, op, status, ReadBuf, Response};
 
 /// Batches written and unanswered on one connection, at most.
 pub(super) const MAX_IN_FLIGHT: usize = 1024;
+
+/// Writes a caller makes for others' batches before a task takes over.
+const WRITE_ROUNDS: usize = 8;
 
 /// One request of a batch: what its reply must answer.
 pub(super) struct Expect {
@@ -71,6 +75,8 @@ struct Shared {
     waiting: Mutex<VecDeque<Waiting>>,
     writer: Mutex<Writer>,
     dead: AtomicBool,
+    /// The reader task, and a writer task while one runs: ended when the connection closes.
+    tasks: Mutex<Vec<AbortHandle>>,
 }
 
 /// The write side: the socket's write half (`None` while a caller or a task writes), and the
@@ -132,8 +138,14 @@ impl Mux {
                 outbox: Vec::new(),
             }),
             dead: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
         });
-        tokio::spawn(read_loop(addr.to_owned(), rd, rb, shared.clone()));
+        let reader = tokio::spawn(read_loop(addr.to_owned(), rd, rb, shared.clone()));
+        shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(reader.abort_handle());
         Ok(Mux {
             addr: addr.to_owned(),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -194,23 +206,26 @@ impl Mux {
                 .writer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            // Waiting before its bytes can leave: the reader may see the reply at once.
+            let n = expects.len() - usize::from(quiet);
+            let mut waiting = self
+                .shared
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Checked under the lock `kill` takes: a closed connection takes no new batch.
             if self.is_dead() {
                 return Err(closed());
             }
-            // Waiting before its bytes can leave: the reader may see the reply at once.
-            let n = expects.len() - usize::from(quiet);
-            self.shared
-                .waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push_back(Waiting {
-                    expects,
-                    quiet,
-                    replies: (0..n).map(|_| None).collect(),
-                    next: 0,
-                    reply: Some(tx),
-                    _permit: permit,
-                });
+            waiting.push_back(Waiting {
+                expects,
+                quiet,
+                replies: (0..n).map(|_| None).collect(),
+                next: 0,
+                reply: Some(tx),
+                _permit: permit,
+            });
+            drop(waiting);
             w.outbox.extend_from_slice(&frames);
             match w.half.take() {
                 // Someone is writing: they write these bytes too.
@@ -219,8 +234,13 @@ impl Mux {
             }
         };
         // This caller writes, without awaiting (so dropping its future cannot cut a frame
-        // in half), until the outbox stays empty or the socket would block.
-        loop {
+        // in half), until the outbox stays empty or the socket would block; past a few
+        // rounds of others' batches, a task takes over, so no caller writes for all.
+        for round in 0.. {
+            if round == WRITE_ROUNDS {
+                self.write_rest(half, buf);
+                return Ok(rx);
+            }
             match half.try_write(&buf) {
                 Ok(n) if n == buf.len() => {}
                 Ok(n) => {
@@ -248,6 +268,7 @@ impl Mux {
             }
             buf = std::mem::take(&mut w.outbox);
         }
+        unreachable!("the loop returns")
     }
 
     /// Hands bytes the socket would not take now to a task, which writes them and whatever
@@ -255,7 +276,7 @@ impl Mux {
     fn write_rest(&self, mut half: OwnedWriteHalf, first: Vec<u8>) {
         let shared = self.shared.clone();
         let addr = self.addr.clone();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             let mut buf = first;
             loop {
                 if let Err(e) = half.write_all(&buf).await {
@@ -270,6 +291,13 @@ impl Mux {
                 buf = std::mem::take(&mut w.outbox);
             }
         });
+        let mut tasks = self
+            .shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(writer.abort_handle());
     }
 
     fn opaque(&self) -> u32 {
