@@ -54,9 +54,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// How many hits one measurement makes at least: starting the workers (threads or tasks)
+/// must cost little next to it, or it is the start that gets measured.
+fn batch(iters: u64, workers: usize) -> u64 {
+    iters.max(20_000).max(200 * workers as u64)
+}
+
+/// The time `iters` hits take at the rate measured over a whole batch.
+fn scaled(elapsed: Duration, iters: u64, total: u64) -> Duration {
+    elapsed.mul_f64(iters as f64 / total as f64)
+}
+
 /// `iters` sync hits spread over `threads` OS threads; the wall time.
 fn on_threads(f: fn(u64) -> u64, threads: usize, iters: u64) -> Duration {
-    let per = iters.div_ceil(threads as u64);
+    let total = batch(iters, threads);
+    let per = total.div_ceil(threads as u64);
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads as u64 {
@@ -67,7 +79,7 @@ fn on_threads(f: fn(u64) -> u64, threads: usize, iters: u64) -> Duration {
             });
         }
     });
-    start.elapsed()
+    scaled(start.elapsed(), iters, per * threads as u64)
 }
 
 /// `iters` async hits spread over `tasks` tasks; the wall time.
@@ -76,8 +88,13 @@ where
     F: Fn(u64) -> Fut + Copy + Send + 'static,
     Fut: std::future::Future<Output = u64> + Send + 'static,
 {
-    let per = iters.div_ceil(tasks as u64);
-    rt.block_on(async move {
+    let total = if tasks == 1 {
+        iters
+    } else {
+        batch(iters, tasks)
+    };
+    let per = total.div_ceil(tasks as u64);
+    let elapsed = rt.block_on(async move {
         let start = Instant::now();
         let handles: Vec<_> = (0..tasks as u64)
             .map(|t| {
@@ -92,7 +109,8 @@ where
             h.await.unwrap();
         }
         start.elapsed()
-    })
+    });
+    scaled(elapsed, iters, per * tasks as u64)
 }
 
 fn one_backend<F, Fut>(c: &mut Criterion, name: &str, sync: fn(u64) -> u64, asynchronous: F)
