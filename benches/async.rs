@@ -138,6 +138,8 @@ where
 
     let mut group = c.benchmark_group(format!("{name}_throughput"));
     group.throughput(Throughput::Elements(1));
+    // Each sample is a whole batch of hits (see `batch`): fewer, longer samples.
+    group.sample_size(10);
     for threads in THREADS {
         group.bench_function(format!("sync_{threads}_threads"), |b| {
             b.iter_custom(|iters| on_threads(sync, threads, iters))
