@@ -4,10 +4,20 @@
 //! [`AsyncBackend`](crate::AsyncBackend) ones on the async engine. Both clients have the same
 //! `*_via` methods, so both trait impls are written here once.
 
-/// The data methods of [`Backend`](crate::Backend), inside its `impl`, over `$io`.
+/// The data methods of [`Backend`](crate::Backend) and its `as_async`, inside its `impl`,
+/// over `$io`.
 #[cfg(any(feature = "memcached", feature = "redis"))]
 macro_rules! sync_via {
     ($io:expr) => {
+        /// The async client, within a tokio runtime: it runs on tokio, so elsewhere (another
+        /// executor, a plain thread) callers take the blocking pool.
+        #[cfg(feature = "tokio")]
+        fn as_async(&self) -> Option<&dyn $crate::AsyncBackend> {
+            tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|_| self as _)
+        }
+
         fn get(&self, key: &str) -> Result<Option<Value>, Error> {
             Ok(self.get_many(&[key])?.pop().flatten())
         }

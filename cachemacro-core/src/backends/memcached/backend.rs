@@ -43,14 +43,5 @@ impl Backend for MemcachedBackend {
         "memcached"
     }
 
-    #[cfg(feature = "tokio")]
-    fn as_async(&self) -> Option<&dyn crate::AsyncBackend> {
-        // The async client runs on tokio: elsewhere (another executor, a plain thread),
-        // callers take the blocking pool.
-        tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|_| self as _)
-    }
-
     sync_via!(Blocking);
 }

@@ -48,13 +48,5 @@ impl Backend for RedisBackend {
         "redis"
     }
 
-    #[cfg(feature = "tokio")]
-    fn as_async(&self) -> Option<&dyn crate::AsyncBackend> {
-        // The async connections run on tokio: elsewhere, callers take the blocking pool.
-        tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|_| self as _)
-    }
-
     sync_via!(Blocking);
 }
