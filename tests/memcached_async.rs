@@ -140,3 +140,16 @@ async fn kills_freezes_and_restarts_under_async_load() {
     );
     println!("async faults: frozen max {frozen:?}, killed max {killed:?}, version server killed max {home_killed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_client_authenticates_on_sasl_servers() {
+    let server = Memcached::start_sasl("dave", "pw");
+    let cache = Cache::builder()
+        .memcached([server.addr()])
+        .sasl("dave", "pw")
+        .build()
+        .unwrap();
+    cache.aio().set("k", &5u32, 60).await.unwrap();
+    assert_eq!(cache.aio().get::<u32>("k").await.unwrap(), Some(5));
+    assert_eq!(cache.stats().offloaded, 0, "through the async client");
+}

@@ -105,34 +105,20 @@ impl Conn {
         protocol::request(&mut out, op::SASL_LIST_MECHS, o, &[], &[], &[]);
         self.send(addr, &out, deadline)?;
         let mechs = self.expect(addr, op::SASL_LIST_MECHS, o, &[], deadline)?;
-        if mechs.header.status != status::OK
-            || !mechs.text().split_whitespace().any(|m| m == "PLAIN")
-        {
-            return Err(ConnError::Auth(format!(
-                "{addr} offers no SASL PLAIN authentication (mechanisms: {:?})",
-                mechs.text()
-            )));
-        }
-        let mut token = Vec::with_capacity(user.len() + pass.len() + 2);
-        token.push(0);
-        token.extend_from_slice(user.as_bytes());
-        token.push(0);
-        token.extend_from_slice(pass.as_bytes());
+        plain_offered(addr, &mechs)?;
         out.clear();
         let o = self.opaque();
-        protocol::request(&mut out, op::SASL_AUTH, o, &[], b"PLAIN", &token);
+        protocol::request(
+            &mut out,
+            op::SASL_AUTH,
+            o,
+            &[],
+            b"PLAIN",
+            &plain_token(user, pass),
+        );
         self.send(addr, &out, deadline)?;
         let r = self.expect(addr, op::SASL_AUTH, o, &[], deadline)?;
-        match r.header.status {
-            status::OK => Ok(()),
-            status::AUTH_ERROR => Err(ConnError::Auth(format!(
-                "{addr} refused the SASL credentials of user {user:?}"
-            ))),
-            s => Err(ConnError::Auth(format!(
-                "{addr} answered SASL AUTH with status {s:#06x}: {}",
-                r.text()
-            ))),
-        }
+        authenticated(addr, user, &r)
     }
 
     /// A fresh opaque for the next request.
@@ -280,4 +266,39 @@ pub(super) fn judge(addr: &str, opcode: u8, r: &Response) -> Result<(), ConnErro
         )));
     }
     Ok(())
+}
+
+/// SASL, as both clients run it: `LIST_MECHS` must offer PLAIN.
+pub(super) fn plain_offered(addr: &str, mechs: &Response) -> Result<(), ConnError> {
+    if mechs.header.status == status::OK && mechs.text().split_whitespace().any(|m| m == "PLAIN") {
+        return Ok(());
+    }
+    Err(ConnError::Auth(format!(
+        "{addr} offers no SASL PLAIN authentication (mechanisms: {:?})",
+        mechs.text()
+    )))
+}
+
+/// The PLAIN token: no authorization identity, the user, the password.
+pub(super) fn plain_token(user: &str, pass: &str) -> Vec<u8> {
+    let mut token = Vec::with_capacity(user.len() + pass.len() + 2);
+    token.push(0);
+    token.extend_from_slice(user.as_bytes());
+    token.push(0);
+    token.extend_from_slice(pass.as_bytes());
+    token
+}
+
+/// What the `AUTH` reply says.
+pub(super) fn authenticated(addr: &str, user: &str, r: &Response) -> Result<(), ConnError> {
+    match r.header.status {
+        status::OK => Ok(()),
+        status::AUTH_ERROR => Err(ConnError::Auth(format!(
+            "{addr} refused the SASL credentials of user {user:?}"
+        ))),
+        s => Err(ConnError::Auth(format!(
+            "{addr} answered SASL AUTH with status {s:#06x}: {}",
+            r.text()
+        ))),
+    }
 }

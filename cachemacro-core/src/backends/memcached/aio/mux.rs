@@ -29,8 +29,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::super::conn::{judge, out_of_step, ConnError};
-use super::super::protocol::{self, op, status, ReadBuf, Response};
+use super::super::conn::{
+    authenticated, judge, out_of_step, plain_offered, plain_token, ConnError,
+};
+use super::super::protocol::{self, op, ReadBuf, Response};
 
 /// Batches written and unanswered on one connection, at most.
 pub(super) const MAX_IN_FLIGHT: usize = 1024;
@@ -340,33 +342,21 @@ async fn authenticate(
     mechs
         .check(op::SASL_LIST_MECHS, 1, &[])
         .map_err(|e| out_of_step(addr, &e))?;
-    if mechs.header.status != status::OK || !mechs.text().split_whitespace().any(|m| m == "PLAIN") {
-        return Err(ConnError::Auth(format!(
-            "{addr} offers no SASL PLAIN authentication (mechanisms: {:?})",
-            mechs.text()
-        )));
-    }
-    let mut token = Vec::with_capacity(user.len() + pass.len() + 2);
-    token.push(0);
-    token.extend_from_slice(user.as_bytes());
-    token.push(0);
-    token.extend_from_slice(pass.as_bytes());
+    plain_offered(addr, &mechs)?;
     out.clear();
-    protocol::request(&mut out, op::SASL_AUTH, 2, &[], b"PLAIN", &token);
+    protocol::request(
+        &mut out,
+        op::SASL_AUTH,
+        2,
+        &[],
+        b"PLAIN",
+        &plain_token(user, pass),
+    );
     wr.write_all(&out).await.map_err(io)?;
     let r = read_frame(addr, rd, rb).await?;
     r.check(op::SASL_AUTH, 2, &[])
         .map_err(|e| out_of_step(addr, &e))?;
-    match r.header.status {
-        status::OK => Ok(()),
-        status::AUTH_ERROR => Err(ConnError::Auth(format!(
-            "{addr} refused the SASL credentials of user {user:?}"
-        ))),
-        s => Err(ConnError::Auth(format!(
-            "{addr} answered SASL AUTH with status {s:#06x}: {}",
-            r.text()
-        ))),
-    }
+    authenticated(addr, user, &r)
 }
 
 async fn read_frame(
