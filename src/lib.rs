@@ -42,6 +42,13 @@ pub use cachemacro_core::{
 };
 pub use cachemacro_derive::{cached, memoize};
 
+#[cfg(feature = "minijinja")]
+pub use cachemacro_core::fragment;
+#[cfg(feature = "sessions")]
+pub use cachemacro_core::session;
+#[cfg(feature = "tower")]
+pub use cachemacro_core::view;
+
 /// What generated code calls. Not a stable API: names and signatures change without notice.
 #[doc(hidden)]
 pub use cachemacro_core::__private;

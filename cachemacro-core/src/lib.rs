@@ -27,13 +27,19 @@ mod cache;
 mod config;
 mod error;
 mod flight;
+#[cfg(feature = "minijinja")]
+pub mod fragment;
 mod global;
 mod keys;
 mod memo;
 mod redact;
+#[cfg(feature = "sessions")]
+pub mod session;
 mod stats;
 mod timeout;
 mod value;
+#[cfg(feature = "tower")]
+pub mod view;
 
 pub use aio::AsyncCache;
 pub use async_backend::{AsyncBackend, BoxFuture, Pair};

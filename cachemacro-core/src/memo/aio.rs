@@ -183,3 +183,67 @@ pub async fn delete_all_async(cache: &Cache, version_key: &'static str) -> Resul
 pub async fn delete_version_async(cache: &Cache, version_key: &'static str) -> Result<(), Error> {
     cache.aio().delete(version_key).await.map(drop)
 }
+
+/// One read of `text` (with the version at `version_key`, in the same round trip) from
+/// async code, on whichever path the cache takes: what the view cache looks up.
+#[cfg(feature = "tower")]
+pub(crate) async fn read_async<T>(cache: &Cache, version_key: Option<&str>, text: &str) -> Lookup<T>
+where
+    T: DeserializeOwned + Clone + 'static,
+{
+    let read = match (cache.backend().as_async(), version_key) {
+        (Some(aio), Some(vk)) => aio.get_pair(vk, text).await,
+        (Some(aio), None) => aio.get(text).await.map(|v| (None, v)),
+        (None, vk) => {
+            let (vk, t) = (vk.map(str::to_owned), text.to_owned());
+            cache
+                .offload(move |c| match vk {
+                    Some(vk) => c.backend().get_pair(&vk, &t),
+                    None => c.backend().get(&t).map(|v| (None, v)),
+                })
+                .await
+        }
+    };
+    judge(cache, version_key, text, read)
+}
+
+/// The current version at `version_key`, created if missing; `None` if the backend failed.
+#[cfg(feature = "tower")]
+pub(crate) async fn version_async(cache: &Cache, version_key: &str) -> Option<u64> {
+    match cache.backend().as_async() {
+        Some(aio) => ensure_version(cache, aio, version_key).await,
+        None => {
+            let vk = version_key.to_owned();
+            cache.offload(move |c| super::ensure_version(c, &vk)).await
+        }
+    }
+}
+
+/// Writes `stored` under `key`, tagged with `version`; the value as stored.
+#[cfg(feature = "tower")]
+pub(crate) async fn store_async<T>(
+    cache: &Cache,
+    key: &str,
+    version: Option<u64>,
+    timeout: Timeout,
+    stored: &T,
+) -> Option<Value>
+where
+    T: Serialize + Clone + Send + Sync + 'static,
+{
+    store(cache, key, version, timeout, stored).await
+}
+
+/// Replaces the version at `version_key` from async code, on whichever path the cache takes.
+#[cfg(feature = "tower")]
+pub(crate) async fn replace_version_async(cache: &Cache, version_key: &str) -> Result<(), Error> {
+    match cache.backend().as_async() {
+        Some(aio) => replace_version(cache, aio, version_key).await.map(drop),
+        None => {
+            let vk = version_key.to_owned();
+            cache
+                .offload(move |c| super::replace_version(c, &vk).map(drop))
+                .await
+        }
+    }
+}

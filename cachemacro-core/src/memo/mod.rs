@@ -67,6 +67,8 @@ mod aio;
 mod shape;
 
 pub use aio::{delete_all_async, delete_key_async, delete_version_async, run_async};
+#[cfg(feature = "tower")]
+pub(crate) use aio::{read_async, replace_version_async, store_async, version_async};
 
 pub use shape::{OkOnly, Plain, Shape, SomeOnly};
 
@@ -127,7 +129,7 @@ impl Key<'_> {
     }
 }
 
-enum Lookup<T, M = Option<u64>> {
+pub(crate) enum Lookup<T, M = Option<u64>> {
     Hit(T),
     /// Nothing usable; by default, the function version read, if any.
     Miss(M),
@@ -253,7 +255,7 @@ where
     miss(cache, &text, version)
 }
 
-fn fresh_version() -> u64 {
+pub(crate) fn fresh_version() -> u64 {
     fastrand::u64(1..)
 }
 

@@ -1,0 +1,363 @@
+//! [`ViewCache`]: the service the layer wraps a handler in, and the path of a request.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::{collect, declared_length, Collected, ViewBody};
+use super::policy::{
+    etag_of, header_value, lifetime, matches, not_modified, not_modified_headers, refusal,
+    strip_hop_by_hop, variant_key, vary_names, vary_values,
+};
+use super::stored::{unix_now, Headers, StoredView};
+use super::Config;
+use crate::flight::{Flights, Join, Leader};
+use crate::memo::{fresh_version, read_async, store_async, version_async, Lookup};
+use crate::stats::Counter;
+use crate::{BoxFuture, Cache, Timeout};
+
+/// A service whose GET responses are cached whole: what [`ViewCacheLayer`](super::ViewCacheLayer)
+/// wraps a handler (or a router) in.
+#[derive(Clone)]
+pub struct ViewCache<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> ViewCache<S> {
+    pub(super) fn new(inner: S, config: Arc<Config>) -> Self {
+        ViewCache { inner, config }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for ViewCache<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewCache")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ViewCache<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    ReqB: Send + 'static,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Send,
+{
+    type Response = Response<ViewBody<ResB>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        // The clone is the one to keep; the one that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(serve(self.config.clone(), inner, req))
+    }
+}
+
+/// Where a missed page goes.
+struct Target {
+    key: String,
+    /// The group's version to tag it with (no group: `None`).
+    version: Option<u64>,
+    generation: u64,
+}
+
+enum Found {
+    Hit(StoredView),
+    Miss(Target),
+    /// The cache failed: run the handler, leave the cache alone.
+    Down,
+}
+
+#[derive(Clone, Copy)]
+enum Served {
+    Hit,
+    Miss,
+}
+
+async fn serve<S, ReqB, ResB>(
+    config: Arc<Config>,
+    mut inner: S,
+    req: Request<ReqB>,
+) -> Result<Response<ViewBody<ResB>>, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+{
+    let head = req.method() == Method::HEAD;
+    let (parts, body) = req.into_parts();
+    if !(head || parts.method == Method::GET) || config.bypass(&parts) {
+        let resp = inner.call(Request::from_parts(parts, body)).await?;
+        return Ok(resp.map(ViewBody::stream));
+    }
+    let cache = config.cache().clone();
+    let key = config.key(&parts);
+    let target = match find(&cache, &config, &parts.headers, key).await {
+        Found::Hit(page) => return Ok(respond(&config, &parts.headers, head, page, Served::Hit)),
+        Found::Miss(target) if !head => target,
+        // A HEAD response has no body to store: never stored, so never served to a GET.
+        Found::Miss(_) | Found::Down => {
+            let resp = inner.call(Request::from_parts(parts, body)).await?;
+            return Ok(mark(&config, resp.map(ViewBody::stream), Served::Miss));
+        }
+    };
+    let mut leader: Option<Leader> = None;
+    if cache.inner.coalesce {
+        match Flights::join(&cache, &target.key, target.version) {
+            Join::Leader(l) => leader = Some(l),
+            Join::Follower(flight) => {
+                let value = flight.wait_async().await;
+                if let Some(page) = cache.unwrap_value::<StoredView>(&target.key, value) {
+                    if matches(&page, &parts.headers) {
+                        cache.count(Counter::Hit);
+                        return Ok(respond(&config, &parts.headers, head, page, Served::Hit));
+                    }
+                }
+            }
+        }
+    }
+    let lock = match config.lock {
+        Some(max_wait) => match lock(&cache, &config, &target, &parts.headers, max_wait).await {
+            Locked::Served(page) => {
+                return Ok(respond(&config, &parts.headers, head, page, Served::Hit))
+            }
+            Locked::Held(key) => Some(key),
+            Locked::Not => None,
+        },
+        None => None,
+    };
+    let req_headers = parts.headers.clone();
+    let resp = inner.call(Request::from_parts(parts, body)).await?;
+    let page = keep(&cache, &config, &target, &req_headers, resp).await;
+    let out = match page {
+        Ok(page) => {
+            let value = store_async(&cache, &target.key, target.version, page.1, &page.0).await;
+            if let Some(l) = leader.take() {
+                l.finish(value);
+            }
+            Ok(respond(&config, &req_headers, false, page.0, Served::Miss))
+        }
+        Err(passed) => Ok(mark(&config, passed, Served::Miss)),
+    };
+    if let Some(lock_key) = lock {
+        unlock(&cache, &lock_key).await;
+    }
+    out
+}
+
+/// Releases the cross-process lock (it expires anyway if this fails).
+async fn unlock(cache: &Cache, lock_key: &str) {
+    if let Err(e) = cache.aio().delete(lock_key).await {
+        cache.swallow(lock_key, "unlock", &e);
+    }
+}
+
+/// Looks the page up: the page itself, or the variant for this request's `Vary` values.
+async fn find(cache: &Cache, config: &Config, req: &HeaderMap, key: String) -> Found {
+    let vk = config.version_key.as_deref();
+    let (version, target_key, generation) = match read_async::<StoredView>(cache, vk, &key).await {
+        Lookup::Down => return Found::Down,
+        Lookup::Miss(version) => (version, key, fresh_version()),
+        Lookup::Hit(page) if matches(&page, req) => return Found::Hit(page),
+        Lookup::Hit(page) => {
+            let values = vary_values(req, page.vary.iter().map(|(n, _)| n.clone()));
+            let variant = variant_key(&key, page.generation, &values);
+            match read_async::<StoredView>(cache, vk, &variant).await {
+                Lookup::Down => return Found::Down,
+                Lookup::Hit(v) if matches(&v, req) => return Found::Hit(v),
+                Lookup::Hit(_) => (None, variant, page.generation),
+                Lookup::Miss(version) => (version, variant, page.generation),
+            }
+        }
+    };
+    let version = match (vk, version) {
+        (Some(vk), None) => match version_async(cache, vk).await {
+            Some(v) => Some(v),
+            None => return Found::Down,
+        },
+        (_, v) => v,
+    };
+    Found::Miss(Target {
+        key: target_key,
+        version,
+        generation,
+    })
+}
+
+enum Locked {
+    /// Another process stored the page while this one waited.
+    Served(StoredView),
+    /// This process holds the lock at this key.
+    Held(String),
+    /// No lock (the cache failed, or the wait ran out): run the handler.
+    Not,
+}
+
+/// The cross-process rebuild lock: take it, or wait for whoever holds it to store the page.
+async fn lock(
+    cache: &Cache,
+    config: &Config,
+    target: &Target,
+    req: &HeaderMap,
+    max_wait: Duration,
+) -> Locked {
+    let lock_key = format!("{}#lock", target.key);
+    let vk = config.version_key.as_deref();
+    match cache.aio().add(&lock_key, &1u8, max_wait).await {
+        // The previous holder may have stored the page between this miss and this lock.
+        Ok(true) => match read_async::<StoredView>(cache, vk, &target.key).await {
+            Lookup::Hit(page) if matches(&page, req) => {
+                unlock(cache, &lock_key).await;
+                return Locked::Served(page);
+            }
+            _ => return Locked::Held(lock_key),
+        },
+        Ok(false) => {}
+        Err(_) => return Locked::Not,
+    }
+    let deadline = Instant::now() + max_wait;
+    let mut pause = Duration::from_millis(5);
+    while Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+        match read_async::<StoredView>(cache, vk, &target.key).await {
+            Lookup::Hit(page) if matches(&page, req) => return Locked::Served(page),
+            Lookup::Down => return Locked::Not,
+            _ => {}
+        }
+    }
+    Locked::Not
+}
+
+/// The handler's response as a page to store, with its lifetime; or, when it may not be
+/// stored, the response to pass on (its body streamed).
+async fn keep<B: Body<Data = Bytes>>(
+    cache: &Cache,
+    config: &Config,
+    target: &Target,
+    req: &HeaderMap,
+    resp: Response<B>,
+) -> Result<(StoredView, Timeout), Response<ViewBody<B>>> {
+    let (mut parts, body) = resp.into_parts();
+    let ttl = cache.ttl(config.timeout);
+    let refused = if !config.statuses.contains(&parts.status) {
+        Some("of its status")
+    } else if declared_length(&parts.headers).is_some_and(|n| n > config.max_body as u64) {
+        Some("its body is over the size limit")
+    } else {
+        refusal(&parts.headers)
+    };
+    if let Some(why) = refused {
+        tracing::debug!(target: "cachemacro", key = %target.key, "not stored: {why}");
+        return Err(Response::from_parts(parts, ViewBody::stream(body)));
+    }
+    let body = match collect(body, config.max_body).await {
+        Collected::Whole(body) => body,
+        Collected::Passed(body) => return Err(Response::from_parts(parts, body)),
+    };
+    if config
+        .response_filter
+        .as_ref()
+        .is_some_and(|keep| !keep(&parts, &body))
+    {
+        return Err(Response::from_parts(parts, ViewBody::full(body)));
+    }
+    let ttl = match (ttl, lifetime(&parts.headers)) {
+        (Some(ttl), Some(life)) => Some(ttl.min(life)),
+        (ttl, life) => ttl.or(life),
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    let etag = match parts
+        .headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(theirs) => theirs.to_owned(),
+        None => {
+            let ours = etag_of(&body);
+            if let Some(v) = header_value(&ours) {
+                parts.headers.insert(header::ETAG, v);
+            }
+            ours
+        }
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let page = StoredView {
+        status: parts.status.as_u16(),
+        vary: vary_values(req, vary_names(&parts.headers)),
+        headers: Headers(parts.headers),
+        body,
+        etag,
+        stored_at: unix_now(),
+        generation: target.generation,
+    };
+    let timeout = match ttl {
+        Some(ttl) => Timeout::from(ttl),
+        None => Timeout::Never,
+    };
+    Ok((page, timeout))
+}
+
+/// A stored page as the response to this request: the page, its headers only (HEAD), or
+/// `304 Not Modified`.
+fn respond<B: Body>(
+    config: &Config,
+    req: &HeaderMap,
+    head: bool,
+    page: StoredView,
+    served: Served,
+) -> Response<ViewBody<B>> {
+    let age = matches!(served, Served::Hit).then(|| page.age());
+    let mut resp = if not_modified(req, &page.etag) {
+        let mut resp = Response::new(ViewBody::empty());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        *resp.headers_mut() = not_modified_headers(&page.headers.0);
+        resp
+    } else {
+        let status = page.status().unwrap_or(StatusCode::OK);
+        let body = if head {
+            ViewBody::empty()
+        } else {
+            ViewBody::full(page.body)
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.headers_mut() = page.headers.0;
+        resp
+    };
+    if let Some(age) = age {
+        resp.headers_mut()
+            .insert(header::AGE, HeaderValue::from(age));
+    }
+    mark(config, resp, served)
+}
+
+/// Adds the hit indication header, if configured.
+fn mark<B>(config: &Config, mut resp: Response<B>, served: Served) -> Response<B> {
+    if let Some(name) = &config.hit_header {
+        let value = match served {
+            Served::Hit => "HIT",
+            Served::Miss => "MISS",
+        };
+        resp.headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(value));
+    }
+    resp
+}
