@@ -1,59 +1,68 @@
-//! The Heroku microcaching tutorial's microcache: a view cached for 5 seconds and shared by several worker processes
-//! through memcached, configured from MemCachier's variables.
+//! Seed 000's microcache as a web service: `/` returns the current time, cached for 5 seconds
+//! through the view cache, shared by every worker process through memcached.
 //!
 //! ```sh
-//! MEMCACHIER_SERVERS=127.0.0.1:11211 cargo run --example microcache
-//! MEMCACHIER_SERVERS=… MEMCACHIER_USERNAME=… MEMCACHIER_PASSWORD=… cargo run --example microcache
+//! cargo run --release --example microcache                       # in-memory, one worker
+//! MEMCACHIER_SERVERS=127.0.0.1:11211 WEB_CONCURRENCY=2 \
+//!     cargo run --release --example microcache                   # two workers, one memcached
+//! curl -i http://127.0.0.1:5000/
 //! ```
 //!
-//! Without `MEMCACHIER_SERVERS` it runs on the in-memory cache, where each worker has its own.
-//! The parent starts three workers (this same program); each renders the page once a second
-//! for eight seconds. With memcached, every worker shows the same timestamp until it is five
-//! seconds old.
+//! Heroku's conventions: `PORT` (default 5000), `HOST` (default 127.0.0.1), `WEB_CONCURRENCY`
+//! worker processes (default 1), the cache from `MEMCACHIER_*` or `CACHE_*` (in-memory when
+//! none is set; `CACHE_TYPE=null` turns caching off). With memcached every worker serves the
+//! same timestamp until it is five seconds old; with the in-memory cache each worker has its
+//! own. `x-served-by` names the worker process that answered; `/static` is a plain handler,
+//! the baseline of `scripts/bench-web`.
+//!
+//! The Flask original:
+//!
+//! ```python
+//! @app.route('/')
+//! @cache.cached(timeout=MICROCACHE_TIMEOUT)
+//! def index():
+//!     from datetime import datetime
+//!     return datetime.now().isoformat()
+//! ```
 
-use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::ExitCode;
 
-use cachemacro::{cached, Cache};
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use cachemacro::view::ViewCacheLayer;
+use cachemacro::Cache;
 
-/// `@app.route('/') @cache.cached(timeout=5) def index(): return datetime.now().isoformat()`
-#[cached(timeout = 5, key = format!("view/{path}"))]
-fn index(path: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format!(
-        "{path}: rendered at {}.{:03} by process {}",
-        now.as_secs(),
-        now.subsec_millis(),
-        std::process::id()
-    )
+mod heroku;
+
+const MICROCACHE_TIMEOUT: u64 = 5;
+
+/// `datetime.now().isoformat()`, in UTC.
+async fn index() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
-fn worker(n: usize) -> Result<(), cachemacro::Error> {
-    cachemacro::init(Cache::from_env()?)?;
-    for _ in 0..8 {
-        println!("worker {n}: {}", index("/"));
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    Ok(())
+/// Which worker answered (outside the cache: a hit says who served it, not who rendered it).
+async fn served_by(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("x-served-by", HeaderValue::from(std::process::id()));
+    resp
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(n) = std::env::args()
-        .nth(1)
-        .and_then(|a| a.strip_prefix("--worker=").map(str::to_owned))
-    {
-        return Ok(worker(n.parse()?)?);
-    }
-    let backend = Cache::from_env()?.backend().name();
-    println!("cache backend: {backend} (set MEMCACHIER_SERVERS to share it between workers)");
-    let me = std::env::current_exe()?;
-    let workers: Vec<_> = (1..=3)
-        .map(|n| Command::new(&me).arg(format!("--worker={n}")).spawn())
-        .collect::<Result<_, _>>()?;
-    for mut w in workers {
-        w.wait()?;
-    }
-    Ok(())
+async fn app() -> Result<Router, String> {
+    cachemacro::init(Cache::from_env().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    Ok(Router::new()
+        .route(
+            "/",
+            get(index).route_layer(ViewCacheLayer::new().timeout(MICROCACHE_TIMEOUT)),
+        )
+        .route("/static", get(|| async { "Hello, World!" }))
+        .layer(axum::middleware::map_response(served_by)))
+}
+
+fn main() -> ExitCode {
+    heroku::run("microcache", app)
 }

@@ -224,6 +224,12 @@ impl ServerProcess {
         self.signal(Signal::CONT) && self.wait_state(|state| state != 'T' && state != 't')
     }
 
+    /// Asks the server to stop (SIGTERM), as a supervisor would. Returns whether the signal
+    /// was sent.
+    pub fn terminate(&self) -> bool {
+        self.signal(Signal::TERM)
+    }
+
     /// Waits (up to 5 s) until the state of every thread of the process (in
     /// `/proc/PID/task/*/stat`) satisfies `done`.
     fn wait_state(&self, done: impl Fn(char) -> bool) -> bool {
