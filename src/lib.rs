@@ -33,6 +33,11 @@
 //! Every option, the generated helpers, the key format and the return-type rules are
 //! documented on [`memoize`] and [`cached`]; the backends and their settings on
 //! [`backends`] and [`CacheBuilder`]. The README maps Flask-Caching's names to these.
+//!
+//! For web services, three opt-in features integrate with the crates they already use:
+//! `tower` (whole views: `view::ViewCacheLayer`, a tower `Layer` for axum routers),
+//! `minijinja` (template fragments: `fragment::FragmentCache`) and `sessions`
+//! (`session::CacheSessionStore`, a `tower_sessions::SessionStore` over any cache).
 #![warn(missing_docs, unreachable_pub)]
 
 pub use cachemacro_core::{

@@ -255,6 +255,12 @@ impl Cache {
         }
     }
 
+    /// Whether the backend lives in this process and never blocks (`simple`, `null`): async
+    /// callers may call it in place.
+    pub(crate) fn is_in_process(&self) -> bool {
+        !self.inner.blocking && self.backend().as_async().is_none()
+    }
+
     /// Runs `f` against the backend without blocking an async runtime: in place for
     /// in-process backends, on a blocking thread pool for those that do I/O.
     pub(crate) fn offload<R, F>(&self, f: F) -> Offload<R>

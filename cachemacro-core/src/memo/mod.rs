@@ -255,6 +255,21 @@ where
     miss(cache, &text, version)
 }
 
+/// One read of `text` (with the version at `version_key`, in the same round trip) through
+/// the sync backend: for in-process backends, what the view cache's hit path reads.
+#[cfg(feature = "tower")]
+pub(crate) fn read_in_process<T>(cache: &Cache, version_key: Option<&str>, text: &str) -> Lookup<T>
+where
+    T: DeserializeOwned + Clone + 'static,
+{
+    let backend = cache.backend();
+    let read = match version_key {
+        Some(vk) => backend.get_pair(vk, text),
+        None => backend.get(text).map(|v| (None, v)),
+    };
+    judge(cache, version_key, text, read)
+}
+
 pub(crate) fn fresh_version() -> u64 {
     fastrand::u64(1..)
 }

@@ -8,7 +8,14 @@
 /// assert_eq!(cachemacro_core::view::view_key("/caf%C3%A9"), "view//café");
 /// ```
 pub fn view_key(path: &str) -> String {
-    format!("view/{}", decode(path))
+    if path.contains('%') {
+        format!("view/{}", decode(path))
+    } else {
+        let mut key = String::with_capacity(5 + path.len());
+        key.push_str("view/");
+        key.push_str(path);
+        key
+    }
 }
 
 /// `view/{path}?{query}` with the query's parameters sorted (repeated ones kept, each pair

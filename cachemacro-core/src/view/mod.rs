@@ -34,6 +34,9 @@
 //!   variant; other variants take a second read.
 //! - **Requests with `Authorization`** neither read nor write the cache unless
 //!   [`ViewCacheLayer::allow_authorized`].
+//! - **A request's own `Cache-Control`** (a browser's reload sends `max-age=0`) does not
+//!   bypass the cache: this is the server's cache, as Flask's and Django's are, and a reload
+//!   must not be a way to make every worker re-render the page.
 //! - **Invalidation by group**: [`ViewCacheLayer::group`] tags pages with a group's version,
 //!   read with the page in the same round trip (as `#[memoize]` reads a function's version);
 //!   [`delete_group`] replaces it, dropping every page of the group in every process without

@@ -169,8 +169,15 @@ pub(crate) fn etag_of(body: &[u8]) -> String {
     format!("\"{:032x}\"", xxh3_128(body))
 }
 
-/// Whether the request's `If-None-Match` matches `etag` (weak comparison, RFC 9110 13.1.2).
-pub(crate) fn not_modified(req: &HeaderMap, etag: &str) -> bool {
+/// Whether the request's `If-None-Match` matches the stored response's `ETag` (weak
+/// comparison, RFC 9110 13.1.2).
+pub(crate) fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
+    if !req.contains_key(header::IF_NONE_MATCH) {
+        return false;
+    }
+    let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
     let ours = etag.strip_prefix("W/").unwrap_or(etag);
     req.get_all(header::IF_NONE_MATCH)
         .iter()

@@ -18,7 +18,7 @@ use super::policy::{
 use super::stored::{unix_now, Headers, StoredView};
 use super::Config;
 use crate::flight::{Flights, Join, Leader};
-use crate::memo::{fresh_version, read_async, store_async, version_async, Lookup};
+use crate::memo::{fresh_version, read_async, read_in_process, store_async, version_async, Lookup};
 use crate::stats::Counter;
 use crate::{BoxFuture, Cache, Timeout};
 
@@ -62,10 +62,35 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        if let Some(resp) = hit_in_process(&self.config, &parts) {
+            return Box::pin(std::future::ready(Ok(resp)));
+        }
+        let req = Request::from_parts(parts, body);
         // The clone is the one to keep; the one that was polled ready serves this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(serve(self.config.clone(), inner, req))
+    }
+}
+
+/// On an in-process cache, a hit served without a task's worth of state: one map read, the
+/// response built in place (anything else takes the whole path in [`serve`]).
+fn hit_in_process<B: Body>(
+    config: &Config,
+    parts: &http::request::Parts,
+) -> Option<Response<ViewBody<B>>> {
+    let head = parts.method == Method::HEAD;
+    let cache = config.cache();
+    if !(head || parts.method == Method::GET) || !cache.is_in_process() || config.bypass(parts) {
+        return None;
+    }
+    let key = config.key(parts);
+    match read_in_process::<StoredView>(cache, config.version_key.as_deref(), &key) {
+        Lookup::Hit(page) if matches(&page, &parts.headers) => {
+            Some(respond(config, &parts.headers, head, page, Served::Hit))
+        }
+        _ => None,
     }
 }
 
@@ -282,20 +307,11 @@ async fn keep<B: Body<Data = Bytes>>(
         (ttl, life) => ttl.or(life),
     };
     strip_hop_by_hop(&mut parts.headers);
-    let etag = match parts
-        .headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(theirs) => theirs.to_owned(),
-        None => {
-            let ours = etag_of(&body);
-            if let Some(v) = header_value(&ours) {
-                parts.headers.insert(header::ETAG, v);
-            }
-            ours
+    if !parts.headers.contains_key(header::ETAG) {
+        if let Some(v) = header_value(&etag_of(&body)) {
+            parts.headers.insert(header::ETAG, v);
         }
-    };
+    }
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -304,7 +320,6 @@ async fn keep<B: Body<Data = Bytes>>(
         vary: vary_values(req, vary_names(&parts.headers)),
         headers: Headers(parts.headers),
         body,
-        etag,
         stored_at: unix_now(),
         generation: target.generation,
     };
@@ -325,7 +340,7 @@ fn respond<B: Body>(
     served: Served,
 ) -> Response<ViewBody<B>> {
     let age = matches!(served, Served::Hit).then(|| page.age());
-    let mut resp = if not_modified(req, &page.etag) {
+    let mut resp = if not_modified(req, &page.headers.0) {
         let mut resp = Response::new(ViewBody::empty());
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         *resp.headers_mut() = not_modified_headers(&page.headers.0);
@@ -347,6 +362,15 @@ fn respond<B: Body>(
             .insert(header::AGE, HeaderValue::from(age));
     }
     mark(config, resp, served)
+}
+
+/// `Age: {age}`, without an allocation for the ages a short timeout gives.
+fn age_value(age: u64) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(age as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(age),
+    }
 }
 
 /// Adds the hit indication header, if configured.

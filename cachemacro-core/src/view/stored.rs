@@ -18,9 +18,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct StoredView {
     pub(crate) status: u16,
     pub(crate) headers: Headers,
+    /// The body; the headers always hold its `ETag` (the handler's own, or a digest of it).
     pub(crate) body: Bytes,
-    /// The strong validator served as `ETag` (the handler's own, or a digest of the body).
-    pub(crate) etag: String,
     /// Seconds since the Unix epoch when stored: `Age` on hits.
     pub(crate) stored_at: u64,
     /// The request's values of the headers the response's `Vary` names, when stored.
