@@ -358,8 +358,7 @@ fn respond<B: Body>(
         resp
     };
     if let Some(age) = age {
-        resp.headers_mut()
-            .insert(header::AGE, HeaderValue::from(age));
+        resp.headers_mut().insert(header::AGE, age_value(age));
     }
     mark(config, resp, served)
 }
