@@ -257,6 +257,7 @@ impl Cache {
 
     /// Whether the backend lives in this process and never blocks (`simple`, `null`): async
     /// callers may call it in place.
+    #[cfg(feature = "tower")]
     pub(crate) fn is_in_process(&self) -> bool {
         !self.inner.blocking && self.backend().as_async().is_none()
     }

@@ -483,7 +483,7 @@ fn feed(
         loop {
             match rb.next_frame() {
                 Ok(Some(r)) => {
-                    prop_assert!(r.body.len() <= max_body);
+                    prop_assert!(r.extras().len() + r.key().len() + r.value().len() <= max_body);
                     frames.push(r);
                 }
                 Ok(None) => break,
@@ -603,7 +603,7 @@ proptest! {
                 (h.opcode, h.opaque, h.status, h.extras_len, h.key_len),
                 (f.opcode, f.opaque, f.status, f.extras.len(), f.key.len())
             );
-            prop_assert_eq!(&r.body[..f.extras.len()], &f.extras[..]);
+            prop_assert_eq!(r.extras(), &f.extras[..]);
             prop_assert_eq!(r.key(), &f.key[..]);
             prop_assert_eq!(r.value(), &f.value[..]);
             prop_assert_eq!(r.into_value(), f.value.clone());
@@ -621,7 +621,7 @@ proptest! {
         let (frames, _) = feed(max_body, &pieces(&stream, &cuts, read))?;
         for r in frames {
             let h = r.header;
-            prop_assert!(h.extras_len + h.key_len <= h.body_len && h.body_len == r.body.len());
+            prop_assert!(h.extras_len + h.key_len <= h.body_len && h.body_len == r.extras().len() + r.key().len() + r.value().len());
             let _ = r.text();
             let own = r.key().to_vec();
             let _ = r.check(h.opcode, h.opaque, &own);

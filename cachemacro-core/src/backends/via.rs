@@ -23,7 +23,7 @@ macro_rules! sync_via {
         }
 
         fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, Error> {
-            now(self.get_many_via(&$io, keys))
+            now(self.get_many_via(&$io, keys)).map(|got| got.into_iter().collect())
         }
 
         fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), Error> {
@@ -87,7 +87,9 @@ macro_rules! async_via {
                 &'a self,
                 keys: &'a [&'a str],
             ) -> $crate::BoxFuture<'a, Result<Vec<Option<$crate::Value>>, $crate::Error>> {
-                Box::pin(self.get_many_via(&$io, keys))
+                Box::pin(
+                    async move { Ok(self.get_many_via(&$io, keys).await?.into_iter().collect()) },
+                )
             }
 
             fn set<'a>(

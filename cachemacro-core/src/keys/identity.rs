@@ -134,6 +134,17 @@ impl MemoKey {
     }
 }
 
+impl MemoKey {
+    /// The key as text, `{name}:{32 hex}`, in one allocation of its exact size.
+    pub(crate) fn text(&self) -> String {
+        let mut s = String::with_capacity(self.id.name.len() + 33);
+        s.push_str(&self.id.name);
+        s.push(':');
+        s.push_str(std::str::from_utf8(&hex32(self.hash())).unwrap_or_default());
+        s
+    }
+}
+
 impl fmt::Display for MemoKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.id.name)?;

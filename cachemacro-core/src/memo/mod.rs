@@ -109,7 +109,7 @@ impl std::fmt::Display for Key<'_> {
 impl Key<'_> {
     fn text(&self) -> Cow<'_, str> {
         match self {
-            Key::Memo(m) => Cow::Owned(m.to_string()),
+            Key::Memo(m) => Cow::Owned(m.text()),
             Key::Text(t) => Cow::Borrowed(t),
         }
     }

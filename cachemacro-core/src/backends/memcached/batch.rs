@@ -1,6 +1,7 @@
 //! The batching I/O engine: requests grouped by server, every server's batch written before
 //! any reply is read, so a multi-key operation is one round trip whatever the servers.
 
+use smallvec::SmallVec;
 use std::time::Instant;
 
 use super::conn::{judge, out_of_step, Conn, ConnError};
@@ -38,14 +39,17 @@ pub(super) enum Route {
 /// The requests for one server, and their replies once read.
 pub(super) struct Batch {
     pub(super) server: usize,
-    pub(super) reqs: Vec<Req>,
+    pub(super) reqs: SmallVec<[Req; 2]>,
     /// Quiet commands, closed by a `NOOP`: only some requests are answered.
     pub(super) quiet: bool,
     pub(super) replies: Vec<Option<Response>>,
 }
 
 /// Where each request of a plan went: (batch, index in the batch).
-pub(super) type Placement = Vec<(usize, usize)>;
+pub(super) type Placement = SmallVec<[(usize, usize); 4]>;
+
+/// A plan's batches: one per server it touches, inline for the usual one or two.
+pub(super) type Batches = SmallVec<[Batch; 2]>;
 
 /// A batch written to its connection, awaiting its replies.
 pub(super) struct Sent {
@@ -61,11 +65,12 @@ impl MemcachedBackend {
     /// Groups requests by server; returns the batches and, per request, (batch, index).
     pub(super) fn plan(
         &self,
-        reqs: Vec<Req>,
+        reqs: impl ExactSizeIterator<Item = Req>,
         quiet: bool,
-    ) -> Result<(Vec<Batch>, Placement), Error> {
-        let mut batches: Vec<Batch> = Vec::new();
-        let mut place = Vec::with_capacity(reqs.len());
+    ) -> Result<(Batches, Placement), Error> {
+        let n = reqs.len();
+        let mut batches = Batches::new();
+        let mut place = Placement::with_capacity(n);
         for req in reqs {
             let server = self.route(&req.key, req.route)?;
             let b = match batches.iter().position(|b| b.server == server) {
@@ -73,7 +78,7 @@ impl MemcachedBackend {
                 None => {
                     batches.push(Batch {
                         server,
-                        reqs: Vec::new(),
+                        reqs: SmallVec::with_capacity(n),
                         quiet,
                         replies: Vec::new(),
                     });

@@ -6,6 +6,7 @@
 //! [`Io`] answers with futures that are ready at once, so nothing ever waits there. So the
 //! two clients cannot drift apart: one routing, one spread format, one reading of statuses.
 
+use smallvec::SmallVec;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,12 @@ pub(super) trait Io: Sync {
     /// Waits `d`.
     fn pause(&self, d: Duration) -> impl Future<Output = ()> + Send;
 }
+
+/// Raw values read, in the order asked (inline for the memoize hit's two).
+type Raw = SmallVec<[Option<Vec<u8>>; 2]>;
+
+/// Values read, in the order asked (inline for the memoize hit's two).
+pub(super) type Got = SmallVec<[Option<Value>; 2]>;
 
 fn req(opcode: u8, extras: Vec<u8>, (key, route): RoutedKey, value: Vec<u8>) -> Req {
     Req {
@@ -85,7 +92,7 @@ impl MemcachedBackend {
 
     /// One non-quiet request to its key's server; its reply.
     async fn single(&self, io: &impl Io, r: Req) -> Result<Response, Error> {
-        let (mut batches, _) = self.plan(vec![r], false)?;
+        let (mut batches, _) = self.plan(std::iter::once(r), false)?;
         io.exchange(self, &mut batches).await?;
         batches[0].replies[0]
             .take()
@@ -96,16 +103,13 @@ impl MemcachedBackend {
     async fn get_raw(
         &self,
         io: &impl Io,
-        keys: Vec<RoutedKey>,
-    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        keys: impl ExactSizeIterator<Item = RoutedKey>,
+    ) -> Result<Raw, Error> {
         let n = keys.len();
-        let reqs = keys
-            .into_iter()
-            .map(|k| req(op::GETKQ, Vec::new(), k, Vec::new()))
-            .collect();
+        let reqs = keys.map(|k| req(op::GETKQ, Vec::new(), k, Vec::new()));
         let (mut batches, place) = self.plan(reqs, true)?;
         io.exchange(self, &mut batches).await?;
-        let mut out = Vec::with_capacity(n);
+        let mut out = Raw::with_capacity(n);
         for (b, i) in place {
             out.push(match batches[b].replies[i].take() {
                 Some(r) if r.header.status == status::OK => Some(r.into_value()),
@@ -134,8 +138,8 @@ impl MemcachedBackend {
         let reqs = items
             .into_iter()
             .map(|(k, value)| req(op::SETQ, extras.clone(), k, value))
-            .collect();
-        let (mut batches, _) = self.plan(reqs, true)?;
+            .collect::<Vec<_>>();
+        let (mut batches, _) = self.plan(reqs.into_iter(), true)?;
         io.exchange(self, &mut batches).await?;
         for b in &batches {
             if let Some(r) = b.replies.iter().flatten().next() {
@@ -170,12 +174,7 @@ impl MemcachedBackend {
 
     /// Values as read back: spread values are reassembled (one more round trip for all of
     /// them); incomplete ones are misses.
-    async fn finish(
-        &self,
-        io: &impl Io,
-        keys: &[&str],
-        raw: Vec<Option<Vec<u8>>>,
-    ) -> Result<Vec<Option<Value>>, Error> {
+    async fn finish(&self, io: &impl Io, keys: &[&str], raw: Raw) -> Result<Got, Error> {
         // Only a spreading cache reads headers, and only headers this cache could have
         // written: bytes from elsewhere never make it fetch chunks it did not write.
         let spreads: Vec<(usize, Spread)> = raw
@@ -185,13 +184,13 @@ impl MemcachedBackend {
             .filter_map(|(i, r)| Some((i, Spread::parse(r.as_deref()?)?)))
             .filter(|(_, s)| s.plausible(self.chunk_size()))
             .collect();
-        let mut out: Vec<Option<Vec<u8>>> = raw;
+        let mut out = raw;
         if !spreads.is_empty() {
             let chunk_keys: Vec<RoutedKey> = spreads
                 .iter()
                 .flat_map(|(i, s)| (0..s.chunks).map(move |c| self.chunk_key(keys[*i], c)))
                 .collect();
-            let mut chunks = self.get_raw(io, chunk_keys).await?.into_iter();
+            let mut chunks = self.get_raw(io, chunk_keys.into_iter()).await?.into_iter();
             for (i, s) in spreads {
                 let mine: Vec<_> = chunks.by_ref().take(s.chunks as usize).collect();
                 out[i] = s.join(mine);
@@ -218,13 +217,9 @@ impl MemcachedBackend {
             .await
     }
 
-    pub(super) async fn get_many_via(
-        &self,
-        io: &impl Io,
-        keys: &[&str],
-    ) -> Result<Vec<Option<Value>>, Error> {
+    pub(super) async fn get_many_via(&self, io: &impl Io, keys: &[&str]) -> Result<Got, Error> {
         let raw = self
-            .get_raw(io, keys.iter().map(|k| self.routed(k)).collect())
+            .get_raw(io, keys.iter().map(|k| self.routed(k)))
             .await?;
         self.finish(io, keys, raw).await
     }
@@ -305,7 +300,7 @@ impl MemcachedBackend {
                 owner.push(i);
             }
         }
-        let (mut batches, place) = self.plan(reqs, false)?;
+        let (mut batches, place) = self.plan(reqs.into_iter(), false)?;
         io.exchange(self, &mut batches).await?;
         unreachable.map_or(Ok(()), Err)?;
         let mut deleted = vec![false; keys.len()];
@@ -380,7 +375,7 @@ impl MemcachedBackend {
                 .filter(|&s| self.servers[s].available())
                 .map(|server| Batch {
                     server,
-                    reqs: vec![req(
+                    reqs: smallvec::smallvec![req(
                         op::FLUSH,
                         Vec::new(),
                         (Vec::new(), Route::Server(server)),

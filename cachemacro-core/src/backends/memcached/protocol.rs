@@ -5,6 +5,7 @@
 //! accepted only for the request it answers (opcode, opaque and, for key-echoing reads, the
 //! key), and the decoder's buffer never holds more than the largest legal frame plus one read.
 
+use smallvec::SmallVec;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) const HEADER: usize = 24;
@@ -105,22 +106,35 @@ impl Header {
     }
 }
 
-/// One response: header and body.
+/// One response: header and body, the body held as its extras and key (inline, as short
+/// as they usually are) and its value (a buffer of its own, handed on as it is).
 #[derive(Debug)]
 pub(crate) struct Response {
     pub(crate) header: Header,
-    pub(crate) body: Vec<u8>,
+    /// Extras then key.
+    head: SmallVec<[u8; 128]>,
+    value: Vec<u8>,
 }
 
 impl Response {
-    pub(crate) fn value(&self) -> &[u8] {
-        let h = &self.header;
-        &self.body[h.extras_len + h.key_len..]
+    fn new(header: Header, body: &[u8]) -> Response {
+        let (head, value) = body.split_at(header.extras_len + header.key_len);
+        Response {
+            header,
+            head: SmallVec::from_slice(head),
+            value: value.to_vec(),
+        }
     }
-    pub(crate) fn into_value(mut self) -> Vec<u8> {
-        let start = self.header.extras_len + self.header.key_len;
-        self.body.drain(..start);
-        self.body
+    #[cfg(test)]
+    pub(crate) fn extras(&self) -> &[u8] {
+        &self.head[..self.header.extras_len]
+    }
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.value
+    }
+    /// The value, without a copy.
+    pub(crate) fn into_value(self) -> Vec<u8> {
+        self.value
     }
     pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(self.value()).into_owned()
@@ -164,8 +178,7 @@ impl Response {
 
     /// The key the reply echoes (key-echoing reads).
     pub(crate) fn key(&self) -> &[u8] {
-        let h = &self.header;
-        &self.body[h.extras_len..h.extras_len + h.key_len]
+        &self.head[self.header.extras_len..]
     }
 }
 
@@ -215,13 +228,13 @@ impl ReadBuf {
         let Some(frame) = avail.get(..HEADER + header.body_len) else {
             return Ok(None);
         };
-        let body = frame[HEADER..].to_vec();
-        self.start += HEADER + header.body_len;
+        let response = Response::new(header, &frame[HEADER..]);
+        self.start += HEADER + response.header.body_len;
         if self.is_empty() {
             self.buf.clear();
             self.start = 0;
         }
-        Ok(Some(Response { header, body }))
+        Ok(Some(response))
     }
 
     /// Room for the next read, after dropping the bytes already taken.

@@ -151,21 +151,24 @@ impl MemcachedBackend {
         let timed_out = || ConnError::Io(format!("{addr}: timed out"));
         let mut retried = false;
         loop {
+            // The connection the batch went out on, once it did.
+            let mut sent_on: Option<Arc<Mux>> = None;
             let attempt = async {
                 let (mux, rx) = self.submit(b, deadline).await?;
-                match timeout_at(deadline, rx).await {
-                    Ok(Ok(replies)) => replies,
-                    Ok(Err(_)) => Err(ConnError::Stale(format!("{addr}: connection closed"))),
-                    Err(_) => {
-                        // No reply in time: the server may be frozen. The next attempt
-                        // connects afresh instead of queueing behind this one.
-                        mux.close("timed out");
-                        Err(timed_out())
-                    }
-                }
+                sent_on = Some(mux);
+                rx.await
+                    .unwrap_or_else(|_| Err(ConnError::Stale(format!("{addr}: connection closed"))))
             };
+            // One timer for connecting, writing and the replies.
             match timeout_at(deadline, attempt).await {
-                Err(_) => return Err(timed_out()),
+                Err(_) => {
+                    // No reply in time: the server may be frozen. The next attempt connects
+                    // afresh instead of queueing behind this one.
+                    if let Some(mux) = sent_on {
+                        mux.close("timed out");
+                    }
+                    return Err(timed_out());
+                }
                 Ok(Err(ConnError::Stale(_))) if !retried && idempotent(b) => retried = true,
                 Ok(r) => return r,
             }

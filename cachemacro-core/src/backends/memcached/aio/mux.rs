@@ -23,10 +23,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::super::conn::{
@@ -44,7 +45,8 @@ const WRITE_ROUNDS: usize = 8;
 pub(super) struct Expect {
     pub(super) opcode: u8,
     pub(super) opaque: u32,
-    pub(super) key: Vec<u8>,
+    /// Where the request's key lies in its batch's frames (kept, so no key is copied).
+    pub(super) key: std::ops::Range<usize>,
 }
 
 /// A batch's replies, one slot per request (quiet requests that got none stay `None`).
@@ -52,7 +54,9 @@ pub(super) type Replies = Result<Vec<Option<Response>>, ConnError>;
 
 /// A batch written, awaiting its replies.
 struct Waiting {
-    expects: Vec<Expect>,
+    /// The batch's requests as written: the keys its replies must echo.
+    frames: Vec<u8>,
+    expects: SmallVec<[Expect; 4]>,
     quiet: bool,
     replies: Vec<Option<Response>>,
     /// The next request a reply may answer.
@@ -77,7 +81,10 @@ struct Shared {
     waiting: Mutex<VecDeque<Waiting>>,
     writer: Mutex<Writer>,
     dead: AtomicBool,
-    /// The reader task, and a writer task while one runs: ended when the connection closes.
+    /// Wakes the connection's batching writer: bytes wait in the outbox of a busy connection.
+    write_wanted: Notify,
+    /// The reader task, the batching writer, and a writer task while one runs: ended when
+    /// the connection closes.
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -92,6 +99,8 @@ impl Shared {
     /// Closes the connection: every batch on it fails with `why`.
     fn kill(&self, why: &ConnError) {
         self.dead.store(true, Ordering::SeqCst);
+        // The batching writer ends.
+        self.write_wanted.notify_one();
         let waiting =
             std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
         for w in waiting {
@@ -140,14 +149,16 @@ impl Mux {
                 outbox: Vec::new(),
             }),
             dead: AtomicBool::new(false),
+            write_wanted: Notify::new(),
             tasks: Mutex::new(Vec::new()),
         });
         let reader = tokio::spawn(read_loop(addr.to_owned(), rd, rb, shared.clone()));
+        let batcher = tokio::spawn(batch_writes(addr.to_owned(), shared.clone()));
         shared
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(reader.abort_handle());
+            .extend([reader.abort_handle(), batcher.abort_handle()]);
         Ok(Mux {
             addr: addr.to_owned(),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -169,9 +180,9 @@ impl Mux {
 
     /// Queues `reqs` (opcode, extras, key, value) as one batch, quiet ones closed by a
     /// `NOOP`; the receiver of their replies. Cancellation-safe (see the module docs).
-    pub(super) async fn submit(
+    pub(super) async fn submit<'r>(
         &self,
-        reqs: impl Iterator<Item = (u8, &[u8], &[u8], &[u8])>,
+        reqs: impl ExactSizeIterator<Item = (u8, &'r [u8], &'r [u8], &'r [u8])> + Clone,
         quiet: bool,
     ) -> Result<oneshot::Receiver<Replies>, ConnError> {
         let permit = self
@@ -180,15 +191,21 @@ impl Mux {
             .acquire_owned()
             .await
             .map_err(|_| ConnError::Io(format!("{}: connection closed", self.addr)))?;
-        let mut frames = Vec::new();
-        let mut expects = Vec::new();
+        // Sized once: a batch's frames and expectations are allocated once each.
+        let bytes: usize = reqs
+            .clone()
+            .map(|(_, e, k, v)| protocol::HEADER + e.len() + k.len() + v.len())
+            .sum();
+        let mut frames = Vec::with_capacity(bytes + protocol::HEADER);
+        let mut expects = SmallVec::with_capacity(reqs.len() + 1);
         for (opcode, extras, key, value) in reqs {
             let o = self.opaque();
+            let at = frames.len() + protocol::HEADER + extras.len();
             protocol::request(&mut frames, opcode, o, extras, key, value);
             expects.push(Expect {
                 opcode,
                 opaque: o,
-                key: key.to_vec(),
+                key: at..at + key.len(),
             });
         }
         if quiet {
@@ -197,7 +214,7 @@ impl Mux {
             expects.push(Expect {
                 opcode: op::NOOP,
                 opaque: o,
-                key: Vec::new(),
+                key: 0..0,
             });
         }
         let (tx, rx) = oneshot::channel();
@@ -219,7 +236,12 @@ impl Mux {
             if self.is_dead() {
                 return Err(closed());
             }
+            w.outbox.extend_from_slice(&frames);
+            // Replies are due on this connection: this batch's bytes can wait for the others
+            // this worker is about to queue, and leave with them in one write.
+            let busy = !waiting.is_empty();
             waiting.push_back(Waiting {
+                frames,
                 expects,
                 quiet,
                 replies: (0..n).map(|_| None).collect(),
@@ -228,7 +250,11 @@ impl Mux {
                 _permit: permit,
             });
             drop(waiting);
-            w.outbox.extend_from_slice(&frames);
+            if busy {
+                drop(w);
+                self.shared.write_wanted.notify_one();
+                return Ok(rx);
+            }
             match w.half.take() {
                 // Someone is writing: they write these bytes too.
                 None => return Ok(rx),
@@ -264,11 +290,13 @@ impl Mux {
                 .writer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if w.outbox.is_empty() {
+            // The written buffer becomes the outbox again: its room is reused.
+            buf.clear();
+            std::mem::swap(&mut buf, &mut w.outbox);
+            if buf.is_empty() {
                 w.half = Some(half);
                 return Ok(rx);
             }
-            buf = std::mem::take(&mut w.outbox);
         }
         unreachable!("the loop returns")
     }
@@ -308,10 +336,48 @@ impl Mux {
     }
 }
 
+/// The batching writer of a busy connection: woken when bytes wait, it first lets every
+/// task ready on its worker run (they queue their batches too), then writes them all at once,
+/// unless a caller or a task is writing already (it takes the outbox along). It owns nothing
+/// callers hold, so a caller's future dropped at any point never leaves bytes unwritten.
+async fn batch_writes(addr: String, s: Arc<Shared>) {
+    loop {
+        s.write_wanted.notified().await;
+        if s.dead.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let (mut half, mut buf) = {
+            let mut w = s.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if w.outbox.is_empty() {
+                continue;
+            }
+            let Some(half) = w.half.take() else { continue };
+            let buf = std::mem::take(&mut w.outbox);
+            (half, buf)
+        };
+        loop {
+            if let Err(e) = half.write_all(&buf).await {
+                s.kill(&ConnError::Io(format!("write {addr}: {e}")));
+                return;
+            }
+            let mut w = s.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            buf.clear();
+            std::mem::swap(&mut buf, &mut w.outbox);
+            if buf.is_empty() {
+                w.half = Some(half);
+                break;
+            }
+        }
+    }
+}
+
 impl Drop for Mux {
     fn drop(&mut self) {
-        // The reader ends at its next wake-up; the write half closes with the last user.
+        // The reader ends at its next wake-up, the batching writer now; the write half
+        // closes with the last user.
         self.shared.dead.store(true, Ordering::SeqCst);
+        self.shared.write_wanted.notify_one();
     }
 }
 
@@ -390,6 +456,7 @@ async fn read_frame(
 /// Reads replies and hands each waiting batch its own, in order.
 async fn read_loop(addr: String, mut rd: OwnedReadHalf, mut rb: ReadBuf, shared: Arc<Shared>) {
     let _reading = Reading(shared.clone());
+    let mut done = Vec::new();
     let why = loop {
         if shared.dead.load(Ordering::SeqCst) {
             break ConnError::Stale(format!("{addr}: connection closed"));
@@ -406,7 +473,7 @@ async fn read_loop(addr: String, mut rd: OwnedReadHalf, mut rb: ReadBuf, shared:
                 break ConnError::Io(format!("read {addr}: {e}"));
             }
         }
-        if let Err(e) = dispatch(&addr, &mut rb, &shared) {
+        if let Err(e) = dispatch(&addr, &mut rb, &shared, &mut done) {
             break e;
         }
     };
@@ -414,12 +481,16 @@ async fn read_loop(addr: String, mut rd: OwnedReadHalf, mut rb: ReadBuf, shared:
 }
 
 /// Matches every whole frame buffered to the batch it answers.
-fn dispatch(addr: &str, rb: &mut ReadBuf, shared: &Shared) -> Result<(), ConnError> {
+fn dispatch(
+    addr: &str,
+    rb: &mut ReadBuf,
+    shared: &Shared,
+    done: &mut Vec<Waiting>,
+) -> Result<(), ConnError> {
     // One lock for every frame of this read; the batches completed are handed their replies
     // (waking their callers) after it is released.
-    let mut done = Vec::new();
-    let r = match_frames(addr, rb, shared, &mut done);
-    for w in done {
+    let r = match_frames(addr, rb, shared, done);
+    for w in done.drain(..) {
         w.finish(Ok(()));
     }
     r
@@ -462,7 +533,7 @@ fn match_frames(
         };
         let e = &head.expects[i];
         frame
-            .check(e.opcode, e.opaque, &e.key)
+            .check(e.opcode, e.opaque, &head.frames[e.key.clone()])
             .map_err(|why| out_of_step(addr, &why))?;
         if let Err(err) = judge(addr, e.opcode, &frame) {
             // The batch fails, and replies still due to it would be out of step: the
