@@ -82,9 +82,11 @@ impl Node {
         if let Some(c) = live() {
             return Ok(c);
         }
+        // No response timeout of the connection's own: every call already runs against its
+        // deadline (one timer per call, not two).
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(b.opts.connect_timeout))
-            .set_response_timeout(Some(b.opts.io_timeout));
+            .set_response_timeout(None);
         let conn = timeout_at(
             deadline,
             self.client
@@ -134,15 +136,20 @@ impl Node {
                 self.addr, b.opts.retry_timeout
             )));
         }
-        let mut pipe = r::pipe();
-        for c in cmds {
-            pipe.add_command((*c).clone());
-        }
         let attempt = async {
             let mut conn = self.multiplexed(b, deadline).await?;
-            conn.send_packed_commands(&pipe, 0, cmds.len())
-                .await
-                .map_err(|e| self.failure(b, &e))
+            let sent = match cmds {
+                // One command (a memoized hit's MGET): sent as it is, no pipeline made.
+                [one] => conn.send_packed_command(one).await.map(|v| vec![v]),
+                _ => {
+                    let mut pipe = r::pipe();
+                    for c in cmds {
+                        pipe.add_command((*c).clone());
+                    }
+                    conn.send_packed_commands(&pipe, 0, cmds.len()).await
+                }
+            };
+            sent.map_err(|e| self.failure(b, &e))
         };
         match timeout_at(deadline, attempt).await {
             Ok(r) => r,
@@ -179,8 +186,26 @@ impl RedisBackend {
         tracing::warn!(target: "cachemacro", "no redis cluster node answered CLUSTER SLOTS");
     }
 
+    /// The commands of `members` on `node`, one round trip.
+    async fn round(
+        &self,
+        node: &Node,
+        members: &[usize],
+        units: &[Unit],
+        deadline: Instant,
+    ) -> Result<Vec<r::Value>, Error> {
+        let cmds: Vec<&r::Cmd> = members.iter().flat_map(|&i| &units[i].cmds).collect();
+        node.run_async(self, &cmds, deadline).await
+    }
+
     async fn exec_once(&self, units: &[Unit]) -> Result<Vec<Vec<r::Value>>, Error> {
         let deadline = Instant::now() + self.opts.io_timeout;
+        // One command to a standalone server (a memoized hit's MGET): nothing to group.
+        if let (Router::Single(node), [Unit { cmds, .. }]) = (&self.router, units) {
+            if let [cmd] = cmds.as_slice() {
+                return Ok(vec![node.run_async(self, &[cmd], deadline).await?]);
+            }
+        }
         if let Router::Cluster(c) = &self.router {
             if c.is_empty() {
                 self.refresh_async(true).await;
@@ -196,14 +221,17 @@ impl RedisBackend {
             Router::Single(n) => Some(n.clone()),
             Router::Cluster(c) => c.master_of(key),
         })?;
-        let rounds: Vec<_> = batches
-            .iter()
-            .map(|(node, members)| {
-                let cmds: Vec<&r::Cmd> = members.iter().flat_map(|&i| &units[i].cmds).collect();
-                Box::pin(async move { node.run_async(self, &cmds, deadline).await })
-            })
-            .collect();
-        let results = join_all(rounds).await;
+        let results = match batches.as_slice() {
+            // One node (every standalone call): awaited in place.
+            [(node, members)] => vec![self.round(node, members, units, deadline).await],
+            _ => {
+                let rounds = batches
+                    .iter()
+                    .map(|(node, members)| Box::pin(self.round(node, members, units, deadline)))
+                    .collect();
+                join_all(rounds).await
+            }
+        };
         let mut out: Vec<Vec<r::Value>> = units.iter().map(|_| Vec::new()).collect();
         let mut failure = None;
         for ((_, members), r) in batches.iter().zip(results) {

@@ -195,6 +195,12 @@ impl RedisBackend {
         matches!(self.router, Router::Cluster(_))
     }
 
+    /// `key` under this cache's prefix, as a command argument written straight into the
+    /// command (no key string made on the way).
+    pub(super) fn arg<'k>(&'k self, key: &'k str) -> Prefixed<'k> {
+        Prefixed(&self.prefix, key)
+    }
+
     pub(super) fn key(&self, key: &str) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + key.len());
         k.extend_from_slice(self.prefix.as_bytes());
@@ -250,5 +256,18 @@ mod tests {
     #[test]
     fn glob_characters_are_escaped() {
         assert_eq!(glob_escape("app:*[x]?\\"), "app:\\*\\[x\\]\\?\\\\");
+    }
+}
+
+/// A key under a prefix, written into a command as one argument.
+pub(super) struct Prefixed<'k>(&'k str, &'k str);
+
+impl r::ToRedisArgs for Prefixed<'_> {
+    fn write_redis_args<W: ?Sized + r::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write;
+        let mut w = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = w.write_all(self.0.as_bytes());
+        let _ = w.write_all(self.1.as_bytes());
     }
 }

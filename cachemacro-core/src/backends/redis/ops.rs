@@ -47,7 +47,11 @@ impl RedisBackend {
         key: &str,
         cmd: r::Cmd,
     ) -> Result<T, Error> {
-        let k = self.key(key);
+        // A standalone server routes nothing: no key to keep.
+        let k = match self.router {
+            Router::Single(_) => Vec::new(),
+            Router::Cluster(_) => self.key(key),
+        };
         let mut replies = io.exec(self, &[Unit::one(k, cmd)]).await?;
         let reply = replies
             .pop()
@@ -163,9 +167,15 @@ impl RedisBackend {
         let raw: Vec<Option<Vec<u8>>> = match (&self.router, keys) {
             (_, []) => Vec::new(),
             (Router::Single(_), [first, ..]) => {
-                let mut c = r::cmd("MGET");
+                // Sized once: the command's buffers grow no further.
+                let bytes = keys
+                    .iter()
+                    .map(|k| self.prefix.len() + k.len())
+                    .sum::<usize>();
+                let mut c = r::Cmd::with_capacity(keys.len() + 1, bytes + 4);
+                c.arg("MGET");
                 for k in keys {
-                    c.arg(self.key(k));
+                    c.arg(self.arg(k));
                 }
                 self.one(io, first, c).await?
             }
