@@ -2,6 +2,7 @@
 //! handed to an [`Io`] (the sync router of `router.rs`, or the redis crate's multiplexed
 //! async connections of `aio.rs`), as for memcached.
 
+use smallvec::SmallVec;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +90,7 @@ impl RedisBackend {
         wait.arg(1).arg(wait_ms);
         let unit = Unit {
             key: self.key(key),
-            cmds: vec![cmd, wait],
+            cmds: smallvec::smallvec![cmd, wait],
         };
         let mut replies = io.exec(self, &[unit]).await?.pop().unwrap_or_default();
         let acked: i64 = decode(replies.pop().unwrap_or(r::Value::Nil)).unwrap_or(0);
@@ -163,7 +164,7 @@ impl RedisBackend {
         &self,
         io: &impl Io,
         keys: &[&str],
-    ) -> Result<Vec<Option<Value>>, Error> {
+    ) -> Result<SmallVec<[Option<Value>; 2]>, Error> {
         let raw: Vec<Option<Vec<u8>>> = match (&self.router, keys) {
             (_, []) => Vec::new(),
             (Router::Single(_), [first, ..]) => {

@@ -12,6 +12,7 @@
 //! A dead or frozen node therefore costs the calls on its slots one I/O timeout, once, and
 //! nothing to the calls on other nodes' slots.
 
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -28,14 +29,15 @@ use crate::Error;
 /// Commands for one key's node, sent in order; their replies come back in order.
 pub(super) struct Unit {
     pub(super) key: Vec<u8>,
-    pub(super) cmds: Vec<r::Cmd>,
+    /// Inline for the usual one.
+    pub(super) cmds: SmallVec<[r::Cmd; 1]>,
 }
 
 impl Unit {
     pub(super) fn one(key: Vec<u8>, cmd: r::Cmd) -> Unit {
         Unit {
             key,
-            cmds: vec![cmd],
+            cmds: smallvec::smallvec![cmd],
         }
     }
 }
