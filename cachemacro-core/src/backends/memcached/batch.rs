@@ -42,11 +42,14 @@ pub(super) struct Batch {
     pub(super) reqs: SmallVec<[Req; 2]>,
     /// Quiet commands, closed by a `NOOP`: only some requests are answered.
     pub(super) quiet: bool,
-    pub(super) replies: Vec<Option<Response>>,
+    pub(super) replies: Slots,
 }
 
 /// Where each request of a plan went: (batch, index in the batch).
 pub(super) type Placement = SmallVec<[(usize, usize); 4]>;
+
+/// A batch's replies, one slot per request (inline for a memoize hit's two).
+pub(super) type Slots = SmallVec<[Option<Response>; 2]>;
 
 /// A plan's batches: one per server it touches, inline for the usual one or two.
 pub(super) type Batches = SmallVec<[Batch; 2]>;
@@ -80,7 +83,7 @@ impl MemcachedBackend {
                         server,
                         reqs: SmallVec::with_capacity(n),
                         quiet,
-                        replies: Vec::new(),
+                        replies: Slots::new(),
                     });
                     batches.len() - 1
                 }

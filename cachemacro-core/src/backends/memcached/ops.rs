@@ -382,7 +382,7 @@ impl MemcachedBackend {
                         Vec::new(),
                     )],
                     quiet: false,
-                    replies: Vec::new(),
+                    replies: Default::default(),
                 })
                 .collect();
             io.exchange(self, &mut batches).await?;
@@ -441,7 +441,7 @@ impl MemcachedBackend {
                 server: index,
                 reqs,
                 quiet: false,
-                replies: Vec::new(),
+                replies: Default::default(),
             }];
             io.exchange(self, &mut batch).await?;
         }

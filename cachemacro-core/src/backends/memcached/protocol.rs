@@ -147,6 +147,17 @@ impl Response {
     /// replies are (a key-echoing read carries exactly the key asked for). Anything else
     /// means the stream cannot be trusted, and the connection must be closed.
     pub(crate) fn check(&self, opcode: u8, opaque: u32, key: &[u8]) -> Result<(), String> {
+        self.check_by(opcode, opaque, |echoed| echoed == key)
+    }
+
+    /// [`Response::check`] with the key compared by `same_key` (the async client keeps a
+    /// digest of each key sent, not the key).
+    pub(crate) fn check_by(
+        &self,
+        opcode: u8,
+        opaque: u32,
+        same_key: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<(), String> {
         let h = &self.header;
         if h.opaque != opaque || h.opcode != opcode {
             return Err(format!(
@@ -159,7 +170,7 @@ impl Response {
         }
         let (extras, key_ok, value_len) = match opcode {
             op::GET => (4, h.key_len == 0, None),
-            op::GETK | op::GETKQ => (4, self.key() == key, None),
+            op::GETK | op::GETKQ => (4, same_key(self.key()), None),
             op::INCREMENT | op::DECREMENT => (0, h.key_len == 0, Some(8)),
             op::SASL_LIST_MECHS | op::SASL_AUTH => (0, h.key_len == 0, None),
             _ => (0, h.key_len == 0, Some(0)),

@@ -8,8 +8,9 @@
 //! writes. A reader task reads replies and hands each batch its own. memcached answers a
 //! connection's requests in order, so replies belong to the oldest batch still waiting, and
 //! each reply is checked against the request it answers (opcode, opaque, the key a read
-//! echoes: [`Response::check`]) with the same decoder as the sync client's. Anything out of
-//! step closes the connection and fails every batch on it.
+//! echoes: [`Response::check_by`]) with the same decoder as the sync client's. Anything out of
+//! step closes the connection and fails every batch on it. (The key a read echoes is compared
+//! by length and 64-bit digest, so a batch keeps no copy of its keys.)
 //!
 //! Back-pressure: at most [`MAX_IN_FLIGHT`] batches are written and unanswered per
 //! connection; further callers wait for a permit (within their own deadline).
@@ -30,6 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use super::super::batch::Slots;
 use super::super::conn::{
     authenticated, judge, out_of_step, plain_offered, plain_token, ConnError,
 };
@@ -45,20 +47,24 @@ const WRITE_ROUNDS: usize = 8;
 pub(super) struct Expect {
     pub(super) opcode: u8,
     pub(super) opaque: u32,
-    /// Where the request's key lies in its batch's frames (kept, so no key is copied).
-    pub(super) key: std::ops::Range<usize>,
+    /// The key's length and 64-bit digest: what the echoed key must match (a digest, so no
+    /// key is kept; two keys of one batch colliding is a 2^-64 chance, and only makes a
+    /// reply be checked against the other's key).
+    pub(super) key: (usize, u64),
+}
+
+fn key_digest(key: &[u8]) -> (usize, u64) {
+    (key.len(), xxhash_rust::xxh3::xxh3_64(key))
 }
 
 /// A batch's replies, one slot per request (quiet requests that got none stay `None`).
-pub(super) type Replies = Result<Vec<Option<Response>>, ConnError>;
+pub(super) type Replies = Result<Slots, ConnError>;
 
 /// A batch written, awaiting its replies.
 struct Waiting {
-    /// The batch's requests as written: the keys its replies must echo.
-    frames: Vec<u8>,
     expects: SmallVec<[Expect; 4]>,
     quiet: bool,
-    replies: Vec<Option<Response>>,
+    replies: Slots,
     /// The next request a reply may answer.
     next: usize,
     reply: Option<oneshot::Sender<Replies>>,
@@ -191,30 +197,20 @@ impl Mux {
             .acquire_owned()
             .await
             .map_err(|_| ConnError::Io(format!("{}: connection closed", self.addr)))?;
-        // Sized once: a batch's frames and expectations are allocated once each.
-        let bytes: usize = reqs
+        // Opaques drawn once, here: the bytes encoded below take them from `expects`.
+        let mut expects: SmallVec<[Expect; 4]> = reqs
             .clone()
-            .map(|(_, e, k, v)| protocol::HEADER + e.len() + k.len() + v.len())
-            .sum();
-        let mut frames = Vec::with_capacity(bytes + protocol::HEADER);
-        let mut expects = SmallVec::with_capacity(reqs.len() + 1);
-        for (opcode, extras, key, value) in reqs {
-            let o = self.opaque();
-            let at = frames.len() + protocol::HEADER + extras.len();
-            protocol::request(&mut frames, opcode, o, extras, key, value);
-            expects.push(Expect {
+            .map(|(opcode, _, key, _)| Expect {
                 opcode,
-                opaque: o,
-                key: at..at + key.len(),
-            });
-        }
+                opaque: self.opaque(),
+                key: key_digest(key),
+            })
+            .collect();
         if quiet {
-            let o = self.opaque();
-            protocol::request(&mut frames, op::NOOP, o, &[], &[], &[]);
             expects.push(Expect {
                 opcode: op::NOOP,
-                opaque: o,
-                key: 0..0,
+                opaque: self.opaque(),
+                key: (0, 0),
             });
         }
         let (tx, rx) = oneshot::channel();
@@ -236,12 +232,17 @@ impl Mux {
             if self.is_dead() {
                 return Err(closed());
             }
-            w.outbox.extend_from_slice(&frames);
+            // Encoded straight into the outbox, in the order of `waiting`.
+            for ((opcode, extras, key, value), e) in reqs.zip(&expects) {
+                protocol::request(&mut w.outbox, opcode, e.opaque, extras, key, value);
+            }
+            if let Some(noop) = expects.last().filter(|_| quiet) {
+                protocol::request(&mut w.outbox, op::NOOP, noop.opaque, &[], &[], &[]);
+            }
             // Replies are due on this connection: this batch's bytes can wait for the others
             // this worker is about to queue, and leave with them in one write.
             let busy = !waiting.is_empty();
             waiting.push_back(Waiting {
-                frames,
                 expects,
                 quiet,
                 replies: (0..n).map(|_| None).collect(),
@@ -533,7 +534,7 @@ fn match_frames(
         };
         let e = &head.expects[i];
         frame
-            .check(e.opcode, e.opaque, &head.frames[e.key.clone()])
+            .check_by(e.opcode, e.opaque, |echoed| key_digest(echoed) == e.key)
             .map_err(|why| out_of_step(addr, &why))?;
         if let Err(err) = judge(addr, e.opcode, &frame) {
             // The batch fails, and replies still due to it would be out of step: the
