@@ -73,10 +73,10 @@
 //! In an axum app, hand the store to tower-sessions' `SessionManagerLayer`; handlers then
 //! take a `tower_sessions::Session`:
 //!
-//! ```ignore
+//! ```
 //! use axum::{routing::get, Router};
-//! use cachemacro::session::CacheSessionStore;
-//! use cachemacro::Cache;
+//! use cachemacro_core::session::CacheSessionStore;
+//! use cachemacro_core::Cache;
 //! use tower_sessions::{Session, SessionManagerLayer};
 //!
 //! async fn visits(session: Session) -> String {
@@ -85,10 +85,12 @@
 //!     format!("visit {n}")
 //! }
 //!
-//! let cache = Cache::builder().memcached(["127.0.0.1:11211"]).build()?;
-//! let app = Router::new()
+//! // `Cache::builder().memcached(["127.0.0.1:11211"])` for memcached, as in production.
+//! let cache = Cache::builder().simple().build()?;
+//! let app: Router = Router::new()
 //!     .route("/", get(visits))
 //!     .layer(SessionManagerLayer::new(CacheSessionStore::new(cache)));
+//! # Ok::<(), cachemacro_core::Error>(())
 //! ```
 
 use std::time::Duration;

@@ -138,8 +138,9 @@ async fn replace_version(
     replaced(cache, version_key, fresh, r)
 }
 
-/// As the sync `store`, on whichever path the cache takes.
-async fn store<T>(
+/// As the sync `store`, on whichever path the cache takes (the view cache stores pages with
+/// it too).
+pub(crate) async fn store<T>(
     cache: &Cache,
     key: &str,
     version: Option<u64>,
@@ -217,21 +218,6 @@ pub(crate) async fn version_async(cache: &Cache, version_key: &str) -> Option<u6
             cache.offload(move |c| super::ensure_version(c, &vk)).await
         }
     }
-}
-
-/// Writes `stored` under `key`, tagged with `version`; the value as stored.
-#[cfg(feature = "tower")]
-pub(crate) async fn store_async<T>(
-    cache: &Cache,
-    key: &str,
-    version: Option<u64>,
-    timeout: Timeout,
-    stored: &T,
-) -> Option<Value>
-where
-    T: Serialize + Clone + Send + Sync + 'static,
-{
-    store(cache, key, version, timeout, stored).await
 }
 
 /// Replaces the version at `version_key` from async code, on whichever path the cache takes.
