@@ -84,7 +84,7 @@ use http::{request, response, HeaderName, StatusCode};
 
 pub use body::ViewBody;
 pub use key::view_key;
-pub use service::ViewCache;
+pub use service::{ResponseFuture, ViewCache};
 
 use crate::keys::Identity;
 use crate::{Cache, Error, Timeout};

@@ -55,7 +55,7 @@ where
 {
     type Response = Response<ViewBody<ResB>>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+    type Future = ResponseFuture<Self::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -64,13 +64,46 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let (parts, body) = req.into_parts();
         if let Some(resp) = hit_in_process(&self.config, &parts) {
-            return Box::pin(std::future::ready(Ok(resp)));
+            return ResponseFuture(Either::Ready(Some(resp)));
         }
         let req = Request::from_parts(parts, body);
         // The clone is the one to keep; the one that was polled ready serves this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(serve(self.config.clone(), inner, req))
+        ResponseFuture(Either::Served(Box::pin(serve(
+            self.config.clone(),
+            inner,
+            req,
+        ))))
+    }
+}
+
+/// The future of a [`ViewCache`] response: ready at once for a hit on an in-process cache,
+/// the whole path otherwise.
+pub struct ResponseFuture<R, E>(Either<R, E>);
+
+enum Either<R, E> {
+    Ready(Option<R>),
+    Served(BoxFuture<'static, Result<R, E>>),
+}
+
+// Neither variant is structurally pinned (the other future is boxed).
+impl<R, E> Unpin for ResponseFuture<R, E> {}
+
+impl<R, E> std::fmt::Debug for ResponseFuture<R, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<R, E> std::future::Future for ResponseFuture<R, E> {
+    type Output = Result<R, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R, E>> {
+        match &mut self.get_mut().0 {
+            Either::Ready(r) => Poll::Ready(Ok(r.take().expect("polled after completion"))),
+            Either::Served(f) => f.as_mut().poll(cx),
+        }
     }
 }
 
