@@ -1,11 +1,14 @@
 //! One multiplexed connection to one memcached server, on tokio: many callers' requests in
 //! flight at once, written in batches, their replies matched back by `opaque`.
 //!
-//! Writes are combined: a caller appends its batch to the connection's outbox and, unless
-//! another caller is writing, writes the whole outbox itself with non-blocking writes, again
-//! while batches keep arriving; only a socket that would block hands the rest to a task. So
-//! one caller costs one write and no thread hand-off, and many concurrent callers share few
-//! writes. A reader task reads replies and hands each batch its own. memcached answers a
+//! Writes are combined. A caller encodes its batch into the connection's outbox. On an idle
+//! connection (no reply due) it then writes the outbox itself, with non-blocking writes, again
+//! while batches keep arriving; only a socket that would block hands the rest to a task. So a
+//! lone caller costs one write and no thread hand-off. On a busy connection it leaves the
+//! bytes to the connection's batching writer, a task that first lets every task ready on its
+//! worker run (they queue their batches too) and then writes them all at once: 256 concurrent
+//! hits cost about one write per 10 hits instead of one each (measured with `perf stat`).
+//! A reader task reads replies and hands each batch its own. memcached answers a
 //! connection's requests in order, so replies belong to the oldest batch still waiting, and
 //! each reply is checked against the request it answers (opcode, opaque, the key a read
 //! echoes: [`Response::check_by`]) with the same decoder as the sync client's. Anything out of
