@@ -92,8 +92,7 @@ struct Shared {
     dead: AtomicBool,
     /// Wakes the connection's batching writer: bytes wait in the outbox of a busy connection.
     write_wanted: Notify,
-    /// The reader task, the batching writer, and a writer task while one runs: ended when
-    /// the connection closes.
+    /// The reader task and the batching writer: they end when the connection closes.
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -108,8 +107,17 @@ impl Shared {
     /// Closes the connection: every batch on it fails with `why`.
     fn kill(&self, why: &ConnError) {
         self.dead.store(true, Ordering::SeqCst);
-        // The batching writer ends.
+        // The reader and the batching writer end (a reader waiting on a silent server would
+        // wait for as long as it stays silent).
         self.write_wanted.notify_one();
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
         let waiting =
             std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
         for w in waiting {
@@ -267,20 +275,21 @@ impl Mux {
         };
         // This caller writes, without awaiting (so dropping its future cannot cut a frame
         // in half), until the outbox stays empty or the socket would block; past a few
-        // rounds of others' batches, a task takes over, so no caller writes for all.
+        // rounds of others' batches, the batching writer takes over, so no caller writes
+        // for all.
         for round in 0.. {
             if round == WRITE_ROUNDS {
-                self.write_rest(half, buf);
+                self.hand_over(half, buf);
                 return Ok(rx);
             }
             match half.try_write(&buf) {
                 Ok(n) if n == buf.len() => {}
                 Ok(n) => {
-                    self.write_rest(half, buf.split_off(n));
+                    self.hand_over(half, buf.split_off(n));
                     return Ok(rx);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.write_rest(half, buf);
+                    self.hand_over(half, buf);
                     return Ok(rx);
                 }
                 Err(e) => {
@@ -305,33 +314,19 @@ impl Mux {
         unreachable!("the loop returns")
     }
 
-    /// Hands bytes the socket would not take now to a task, which writes them and whatever
-    /// queues behind them, then gives the write half back.
-    fn write_rest(&self, mut half: OwnedWriteHalf, first: Vec<u8>) {
-        let shared = self.shared.clone();
-        let addr = self.addr.clone();
-        let writer = tokio::spawn(async move {
-            let mut buf = first;
-            loop {
-                if let Err(e) = half.write_all(&buf).await {
-                    shared.kill(&ConnError::Io(format!("write {addr}: {e}")));
-                    return;
-                }
-                let mut w = shared.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                if w.outbox.is_empty() {
-                    w.half = Some(half);
-                    return;
-                }
-                buf = std::mem::take(&mut w.outbox);
-            }
-        });
-        let mut tasks = self
+    /// Hands bytes the socket would not take now, and the write half, to the batching
+    /// writer: they go first, before whatever queued meanwhile.
+    fn hand_over(&self, half: OwnedWriteHalf, mut rest: Vec<u8>) {
+        let mut w = self
             .shared
-            .tasks
+            .writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(writer.abort_handle());
+        rest.extend_from_slice(&w.outbox);
+        w.outbox = rest;
+        w.half = Some(half);
+        drop(w);
+        self.shared.write_wanted.notify_one();
     }
 
     fn opaque(&self) -> u32 {
