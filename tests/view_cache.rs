@@ -551,7 +551,9 @@ async fn the_lock_keeps_workers_from_all_rebuilding_an_expired_page() {
                     get(move || {
                         let n = n.clone();
                         async move {
-                            tokio::time::sleep(Duration::from_millis(400)).await;
+                            // Long enough that every request arrives while the first rebuild runs, even on a
+                            // slow machine.
+                            tokio::time::sleep(Duration::from_millis(1000)).await;
                             format!("run {}", n.next())
                         }
                     }),
