@@ -12,11 +12,7 @@ use axum::Router;
 use cachemacro::session::{CacheSessionStore, CREATE_ATTEMPTS};
 use cachemacro::{Backend, Cache, Error, Value};
 use cachemacro_testkit::{Memcached, Redis, ScratchDir};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::{header, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::{header, StatusCode};
 use serde_json::json;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
@@ -24,6 +20,7 @@ use tower_sessions::session_store;
 use tower_sessions::{Session, SessionManagerLayer, SessionStore};
 
 mod common;
+mod web;
 
 /// A record with some data of every JSON kind, expiring `lifetime` from now.
 fn record(lifetime: time::Duration) -> Record {
@@ -413,31 +410,21 @@ async fn an_axum_app_counts_visits_in_a_memcached_session() {
     let app = Router::new()
         .route("/", get(visit))
         .layer(SessionManagerLayer::new(store.clone()).with_secure(false));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let http = web::Http::new(web::serve(app).await);
     // One browser: sends back the cookie it was given.
     let mut cookie: Option<String> = None;
     let browse = |cookie: Option<String>| {
-        let client = client.clone();
+        let http = http.clone();
         async move {
-            let mut request = Request::get(format!("http://{addr}/"));
-            if let Some(c) = &cookie {
-                request = request.header(header::COOKIE, c);
-            }
-            let response = client
-                .request(request.body(Empty::new()).unwrap())
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            let set_cookie = response
-                .headers()
+            let headers: Vec<(&str, &str)> =
+                cookie.iter().map(|c| ("cookie", c.as_str())).collect();
+            let reply = http.get_with("/", &headers).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            let set_cookie = reply
+                .headers
                 .get(header::SET_COOKIE)
                 .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (String::from_utf8(body.to_vec()).unwrap(), set_cookie)
+            (reply.text(), set_cookie)
         }
     };
     for expected in 1..=3 {
@@ -465,6 +452,4 @@ async fn an_axum_app_counts_visits_in_a_memcached_session() {
     store.delete(&id).await.unwrap();
     let (body, _) = browse(Some(cookie)).await;
     assert_eq!(body, "1");
-
-    serving.abort();
 }

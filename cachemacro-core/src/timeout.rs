@@ -1,6 +1,6 @@
 //! How long an entry lives.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The lifetime of a cache entry, as Flask's `timeout` argument.
 ///
@@ -72,4 +72,17 @@ impl From<Option<Duration>> for Timeout {
     fn from(d: Option<Duration>) -> Self {
         d.map_or(Timeout::Default, Timeout::from)
     }
+}
+
+/// The wall clock as time since the Unix epoch: what expiry times shared with other
+/// processes (memcached's absolute times, the filesystem's entries, a stored page's age) are
+/// counted in. A clock before 1970 reads as 0.
+#[cfg_attr(
+    not(any(feature = "memcached", feature = "filesystem", feature = "tower")),
+    allow(dead_code)
+)]
+pub(crate) fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }

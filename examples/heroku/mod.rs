@@ -101,7 +101,7 @@ async fn master(name: &str, addr: SocketAddr) -> Result<(), String> {
     let exited = async {
         // Any worker that exits ends the service, as a gunicorn worker that cannot boot does.
         let waits = children.iter_mut().map(|c| Box::pin(c.wait()));
-        let (status, i, _) = futures_select_all(waits.collect()).await;
+        let (i, status) = first_of(waits.collect()).await;
         (i + 1, status)
     };
     let outcome = tokio::select! {
@@ -120,14 +120,12 @@ async fn master(name: &str, addr: SocketAddr) -> Result<(), String> {
     outcome
 }
 
-/// The first of `futures` to finish: its output and index.
-async fn futures_select_all<F: std::future::Future + Unpin>(
-    mut futures: Vec<F>,
-) -> (F::Output, usize, Vec<F>) {
+/// The first of `futures` to finish: its index and output.
+async fn first_of<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> (usize, F::Output) {
     std::future::poll_fn(move |cx| {
         for (i, f) in futures.iter_mut().enumerate() {
             if let std::task::Poll::Ready(out) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready((out, i, Vec::new()));
+                return std::task::Poll::Ready((i, out));
             }
         }
         std::task::Poll::Pending

@@ -169,13 +169,12 @@ pub async fn delete_key_async(cache: &Cache, key: String) -> Result<(), Error> {
 }
 
 /// Async form of [`delete_all`](super::delete_all).
-pub async fn delete_all_async(cache: &Cache, version_key: &'static str) -> Result<(), Error> {
+pub async fn delete_all_async(cache: &Cache, version_key: &str) -> Result<(), Error> {
     match cache.backend().as_async() {
         Some(aio) => replace_version(cache, aio, version_key).await.map(drop),
         None => {
-            cache
-                .offload(move |c| super::delete_all(c, version_key))
-                .await
+            let vk = version_key.to_owned();
+            cache.offload(move |c| super::delete_all(c, &vk)).await
         }
     }
 }
@@ -216,20 +215,6 @@ pub(crate) async fn version_async(cache: &Cache, version_key: &str) -> Option<u6
         None => {
             let vk = version_key.to_owned();
             cache.offload(move |c| super::ensure_version(c, &vk)).await
-        }
-    }
-}
-
-/// Replaces the version at `version_key` from async code, on whichever path the cache takes.
-#[cfg(feature = "tower")]
-pub(crate) async fn replace_version_async(cache: &Cache, version_key: &str) -> Result<(), Error> {
-    match cache.backend().as_async() {
-        Some(aio) => replace_version(cache, aio, version_key).await.map(drop),
-        None => {
-            let vk = version_key.to_owned();
-            cache
-                .offload(move |c| super::replace_version(c, &vk).map(drop))
-                .await
         }
     }
 }

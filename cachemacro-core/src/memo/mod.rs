@@ -68,7 +68,7 @@ mod shape;
 
 pub use aio::{delete_all_async, delete_key_async, delete_version_async, run_async};
 #[cfg(feature = "tower")]
-pub(crate) use aio::{read_async, replace_version_async, store as store_async, version_async};
+pub(crate) use aio::{read_async, store as store_async, version_async};
 
 pub use shape::{OkOnly, Plain, Shape, SomeOnly};
 

@@ -306,10 +306,10 @@ pub async fn delete_view_async(cache: &Cache, path: &str) -> Result<bool, Error>
 /// Drops every page of group `name` ([`ViewCacheLayer::group`]) in every process sharing
 /// `cache`, by replacing the group's version.
 pub fn delete_group(cache: &Cache, name: &str) -> Result<(), Error> {
-    crate::memo::replace_version(cache, &group_version_key(name)).map(drop)
+    crate::memo::delete_all(cache, &group_version_key(name))
 }
 
 /// [`delete_group`] for async code.
 pub async fn delete_group_async(cache: &Cache, name: &str) -> Result<(), Error> {
-    crate::memo::replace_version_async(cache, &group_version_key(name)).await
+    crate::memo::delete_all_async(cache, &group_version_key(name)).await
 }

@@ -164,9 +164,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-/// A strong `ETag` for a body: its 128-bit XXH3, quoted.
-pub(crate) fn etag_of(body: &[u8]) -> String {
-    format!("\"{:032x}\"", xxh3_128(body))
+/// A strong `ETag` for a body: its 128-bit XXH3, quoted (always a valid header value).
+pub(crate) fn etag_of(body: &[u8]) -> Option<HeaderValue> {
+    HeaderValue::try_from(format!("\"{:032x}\"", xxh3_128(body))).ok()
 }
 
 /// Whether the request's `If-None-Match` matches the stored response's `ETag` (weak
@@ -203,9 +203,4 @@ pub(crate) fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
         }
     }
     out
-}
-
-/// `value` as a header value, when it is one.
-pub(crate) fn header_value(value: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(value).ok()
 }

@@ -12,8 +12,8 @@ use tower_service::Service;
 
 use super::body::{collect, declared_length, Collected, ViewBody};
 use super::policy::{
-    etag_of, header_value, lifetime, matches, not_modified, not_modified_headers, refusal,
-    strip_hop_by_hop, variant_key, vary_names, vary_values,
+    etag_of, lifetime, matches, not_modified, not_modified_headers, refusal, strip_hop_by_hop,
+    variant_key, vary_names, vary_values,
 };
 use super::stored::{unix_now, Headers, StoredView};
 use super::Config;
@@ -63,17 +63,25 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        if let Some(resp) = hit_in_process(&self.config, &parts) {
-            return ResponseFuture(Either::Ready(Some(resp)));
-        }
-        let req = Request::from_parts(parts, body);
+        let look = match look(&self.config, &parts) {
+            Look::Read {
+                read: Some(Lookup::Hit(page)),
+                ..
+            } if matches(&page, &parts.headers) => {
+                let head = parts.method == Method::HEAD;
+                let resp = respond(&self.config, &parts.headers, head, page, Served::Hit);
+                return ResponseFuture(Either::Ready(Some(resp)));
+            }
+            look => look,
+        };
         // The clone is the one to keep; the one that was polled ready serves this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture(Either::Served(Box::pin(serve(
             self.config.clone(),
             inner,
-            req,
+            Request::from_parts(parts, body),
+            look,
         ))))
     }
 }
@@ -107,24 +115,28 @@ impl<R, E> std::future::Future for ResponseFuture<R, E> {
     }
 }
 
-/// On an in-process cache, a hit served without a task's worth of state: one map read, the
-/// response built in place (anything else takes the whole path in [`serve`]).
-fn hit_in_process<B: Body>(
-    config: &Config,
-    parts: &http::request::Parts,
-) -> Option<Response<ViewBody<B>>> {
-    let head = parts.method == Method::HEAD;
-    let cache = config.cache();
-    if !(head || parts.method == Method::GET) || !cache.is_in_process() || config.bypass(parts) {
-        return None;
+/// What `call` decided before the request's future: whether the cache is used, the page's
+/// key, and, on an in-process cache, the page read already (one map read, in place: a hit is
+/// then answered without a future's worth of state).
+enum Look {
+    Bypass,
+    Read {
+        key: String,
+        read: Option<Lookup<StoredView>>,
+    },
+}
+
+fn look(config: &Config, parts: &http::request::Parts) -> Look {
+    let get = parts.method == Method::GET || parts.method == Method::HEAD;
+    if !get || config.bypass(parts) {
+        return Look::Bypass;
     }
     let key = config.key(parts);
-    match read_in_process::<StoredView>(cache, config.version_key.as_deref(), &key) {
-        Lookup::Hit(page) if matches(&page, &parts.headers) => {
-            Some(respond(config, &parts.headers, head, page, Served::Hit))
-        }
-        _ => None,
-    }
+    let cache = config.cache();
+    let read = cache
+        .is_in_process()
+        .then(|| read_in_process::<StoredView>(cache, config.version_key.as_deref(), &key));
+    Look::Read { key, read }
 }
 
 /// Where a missed page goes.
@@ -152,6 +164,7 @@ async fn serve<S, ReqB, ResB>(
     config: Arc<Config>,
     mut inner: S,
     req: Request<ReqB>,
+    look: Look,
 ) -> Result<Response<ViewBody<ResB>>, S::Error>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
@@ -159,13 +172,12 @@ where
 {
     let head = req.method() == Method::HEAD;
     let (parts, body) = req.into_parts();
-    if !(head || parts.method == Method::GET) || config.bypass(&parts) {
+    let Look::Read { key, read } = look else {
         let resp = inner.call(Request::from_parts(parts, body)).await?;
         return Ok(resp.map(ViewBody::stream));
-    }
+    };
     let cache = config.cache().clone();
-    let key = config.key(&parts);
-    let target = match find(&cache, &config, &parts.headers, key).await {
+    let target = match find(&cache, &config, &parts.headers, key, read).await {
         Found::Hit(page) => return Ok(respond(&config, &parts.headers, head, page, Served::Hit)),
         Found::Miss(target) if !head => target,
         // A HEAD response has no body to store: never stored, so never served to a GET.
@@ -225,10 +237,21 @@ async fn unlock(cache: &Cache, lock_key: &str) {
     }
 }
 
-/// Looks the page up: the page itself, or the variant for this request's `Vary` values.
-async fn find(cache: &Cache, config: &Config, req: &HeaderMap, key: String) -> Found {
+/// Looks the page up (`read`: the page's own read, when `call` made it already): the page
+/// itself, or the variant for this request's `Vary` values.
+async fn find(
+    cache: &Cache,
+    config: &Config,
+    req: &HeaderMap,
+    key: String,
+    read: Option<Lookup<StoredView>>,
+) -> Found {
     let vk = config.version_key.as_deref();
-    let (version, target_key, generation) = match read_async::<StoredView>(cache, vk, &key).await {
+    let read = match read {
+        Some(read) => read,
+        None => read_async::<StoredView>(cache, vk, &key).await,
+    };
+    let (version, target_key, generation) = match read {
         Lookup::Down => return Found::Down,
         Lookup::Miss(version) => (version, key, fresh_version()),
         Lookup::Hit(page) if matches(&page, req) => return Found::Hit(page),
@@ -341,7 +364,7 @@ async fn keep<B: Body<Data = Bytes>>(
     };
     strip_hop_by_hop(&mut parts.headers);
     if !parts.headers.contains_key(header::ETAG) {
-        if let Some(v) = header_value(&etag_of(&body)) {
+        if let Some(v) = etag_of(&body) {
             parts.headers.insert(header::ETAG, v);
         }
     }

@@ -1,7 +1,5 @@
 //! What the view cache stores for one response, and how it goes back on the wire.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
@@ -37,15 +35,20 @@ impl Serialize for Headers {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for (name, value) in &self.0 {
-            seq.serialize_element(&(name.as_str(), serde_bytes_ref(value.as_bytes())))?;
+            seq.serialize_element(&(name.as_str(), AsBytes(value.as_bytes())))?;
         }
         seq.end()
     }
 }
 
-/// Bytes serialized as bytes (MessagePack `bin`), not as a sequence of numbers.
-fn serde_bytes_ref(b: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(b)
+/// Bytes serialized as bytes (MessagePack `bin`), not as a sequence of numbers, and not
+/// copied on the way.
+struct AsBytes<'a>(&'a [u8]);
+
+impl Serialize for AsBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
 }
 
 impl<'de> Deserialize<'de> for Headers {
@@ -85,7 +88,5 @@ impl StoredView {
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::timeout::since_epoch().as_secs()
 }

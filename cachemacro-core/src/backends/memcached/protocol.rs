@@ -6,7 +6,7 @@
 //! key), and the decoder's buffer never holds more than the largest legal frame plus one read.
 
 use smallvec::SmallVec;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub(crate) const HEADER: usize = 24;
 const REQUEST: u8 = 0x80;
@@ -284,10 +284,7 @@ pub(crate) fn expiration(ttl: Option<Duration>) -> u32 {
     if secs <= MONTH {
         return secs as u32;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = crate::timeout::since_epoch().as_secs();
     u32::try_from(now.saturating_add(secs)).unwrap_or(u32::MAX)
 }
 
