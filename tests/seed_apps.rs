@@ -15,8 +15,8 @@
 //!   "New Task" card, one "Delete" button per task).
 //!
 //! The examples are run from the target directory (`target/debug/examples/`, next to this
-//! test's `deps/`): `cargo test` builds them, `cargo test --test seed_apps` does not (then run
-//! `cargo build --examples`). Each service runs under `setpriv --pdeathsig KILL` (the
+//! test's `deps/`); the test builds them there first (`cargo test --all-targets` builds
+//! examples only as test harnesses). Each service runs under `setpriv --pdeathsig KILL` (the
 //! testkit), on a free port, with its log and database in a scratch directory; memcached is a
 //! real server of the testkit. Chromium comes from `scripts/install-deps` (Debian `chromium`).
 
@@ -25,6 +25,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cachemacro_testkit::process::{start_on_free_port, Launch, ServerProcess};
@@ -53,21 +54,60 @@ const FLASH: &str = "Task name is required.";
 // ---------------------------------------------------------------------------------------------
 
 /// The built example `name`: `<target>/<profile>/examples/NAME`, this test being
-/// `<target>/<profile>/deps/seed_apps-HASH` (whatever `CARGO_TARGET_DIR` or `--target` is).
+/// `<target>/<profile>/deps/seed_apps-HASH` (whatever `CARGO_TARGET_DIR` is).
+///
+/// `cargo test --all-targets` builds examples only as test harnesses, and `cargo test --test
+/// seed_apps` not at all, never as the programs this file runs, so the first call builds the
+/// workspace's examples with the cargo that runs this test, into the same target directory
+/// and profile (a no-op when they are fresh). Cargo releases its build lock while tests run.
 fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let examples = BUILT.get_or_init(build_examples);
+    let path = examples.join(name);
+    assert!(
+        path.is_file(),
+        "the example `{name}` is not at {} after `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+/// Builds the workspace's examples as `cargo build --workspace --examples` would, for this
+/// test's profile and target directory; returns their directory.
+fn build_examples() -> PathBuf {
     let exe = std::env::current_exe().expect("the path of this test binary");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("{} is not in <target>/<profile>/deps/", exe.display()));
-    let path = profile_dir.join("examples").join(name);
+    let target_dir = profile_dir
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no target directory", profile_dir.display()));
+    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("{} names no profile", profile_dir.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--examples",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
     assert!(
-        path.is_file(),
-        "the example `{name}` is not built ({} is missing): run `cargo build --examples` \
-         (plain `cargo test` builds them; `cargo test --test seed_apps` does not)",
-        path.display()
+        status.success(),
+        "`cargo build --workspace --examples --profile {profile}` failed: {status}"
     );
-    path
+    profile_dir.join("examples")
 }
 
 /// The cache a service runs with.
