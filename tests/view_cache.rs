@@ -584,6 +584,72 @@ async fn the_lock_keeps_workers_from_all_rebuilding_an_expired_page() {
     }
 }
 
+/// A client that goes away mid-rebuild cancels its handler; the lock it took is released then,
+/// not left for the other workers to wait out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_rebuild_releases_its_lock() {
+    use tokio::io::AsyncWriteExt;
+
+    let cache = Cache::builder()
+        .memcached([memcached().addr()])
+        .key_prefix("lockdrop:")
+        .build()
+        .unwrap();
+    let runs = Counted::default();
+    let n = runs.clone();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(move || {
+                let n = n.clone();
+                async move {
+                    let run = n.next();
+                    if run == 1 {
+                        // The first rebuild outlives its client.
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    format!("run {run}")
+                }
+            }),
+        )
+        .layer(
+            ViewCacheLayer::new()
+                .cache(cache.clone())
+                .lock(Duration::from_secs(60)),
+        );
+    let addr = serve(app).await;
+
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if runs.runs() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(runs.runs(), 1, "the first request reached its handler");
+    assert!(
+        cache.aio().has("view//slow#lock").await.unwrap(),
+        "it holds the lock"
+    );
+    drop(client);
+
+    let mut released = false;
+    for _ in 0..500 {
+        if !cache.aio().has("view//slow#lock").await.unwrap() {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(released, "the lock outlived the cancelled rebuild");
+    let next = Http::new(addr).get("/slow").await;
+    assert_eq!(next.text(), "run 2");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_is_dropped_in_every_process_at_once() {
     let prefix = "group:";

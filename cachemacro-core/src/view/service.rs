@@ -206,7 +206,7 @@ where
             Locked::Served(page) => {
                 return Ok(respond(&config, &parts.headers, head, page, Served::Hit))
             }
-            Locked::Held(key) => Some(key),
+            Locked::Held(guard) => Some(guard),
             Locked::Not => None,
         },
         None => None,
@@ -224,10 +224,38 @@ where
         }
         Err(passed) => Ok(mark(&config, passed, Served::Miss)),
     };
-    if let Some(lock_key) = lock {
-        unlock(&cache, &lock_key).await;
+    if let Some(guard) = lock {
+        guard.release().await;
     }
     out
+}
+
+/// The cross-process rebuild lock this request holds. Released once the page is stored; if
+/// the request's future is dropped first (the client went away mid-rebuild), the release is
+/// spawned on the runtime, so the other workers need not wait out the lock's `max_wait`.
+struct LockGuard {
+    cache: Cache,
+    /// `None` once released.
+    key: Option<String>,
+}
+
+impl LockGuard {
+    async fn release(mut self) {
+        if let Some(key) = self.key.take() {
+            unlock(&self.cache, &key).await;
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        // Without a runtime (dropped outside one) the lock expires after its `max_wait`.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let cache = self.cache.clone();
+            rt.spawn(async move { unlock(&cache, &key).await });
+        }
+    }
 }
 
 /// Releases the cross-process lock (it expires anyway if this fails).
@@ -283,8 +311,8 @@ async fn find(
 enum Locked {
     /// Another process stored the page while this one waited.
     Served(StoredView),
-    /// This process holds the lock at this key.
-    Held(String),
+    /// This process holds the lock.
+    Held(LockGuard),
     /// No lock (the cache failed, or the wait ran out): run the handler.
     Not,
 }
@@ -301,13 +329,19 @@ async fn lock(
     let vk = config.version_key.as_deref();
     match cache.aio().add(&lock_key, &1u8, max_wait).await {
         // The previous holder may have stored the page between this miss and this lock.
-        Ok(true) => match read_async::<StoredView>(cache, vk, &target.key).await {
-            Lookup::Hit(page) if matches(&page, req) => {
-                unlock(cache, &lock_key).await;
-                return Locked::Served(page);
-            }
-            _ => return Locked::Held(lock_key),
-        },
+        Ok(true) => {
+            let guard = LockGuard {
+                cache: cache.clone(),
+                key: Some(lock_key),
+            };
+            return match read_async::<StoredView>(cache, vk, &target.key).await {
+                Lookup::Hit(page) if matches(&page, req) => {
+                    guard.release().await;
+                    Locked::Served(page)
+                }
+                _ => Locked::Held(guard),
+            };
+        }
         Ok(false) => {}
         Err(_) => return Locked::Not,
     }
