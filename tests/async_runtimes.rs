@@ -49,7 +49,7 @@ async fn square_on_redis(n: u64) -> u64 {
 
 /// A fresh runtime of either flavour, dropped by the caller after one use.
 fn runtime(i: usize) -> tokio::runtime::Runtime {
-    let mut builder = if i % 2 == 0 {
+    let mut builder = if i.is_multiple_of(2) {
         tokio::runtime::Builder::new_current_thread()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
