@@ -24,20 +24,23 @@ fn memcached() -> &'static Memcached {
     SERVER.get_or_init(Memcached::start)
 }
 
+/// A cache on the shared test memcached, its keys under `prefix` (a process of its own, as far
+/// as the view cache can tell).
+fn on_memcached(prefix: impl Into<String>) -> Cache {
+    Cache::builder()
+        .memcached([memcached().addr()])
+        .key_prefix(prefix)
+        .build()
+        .unwrap()
+}
+
 /// The caches every rule is checked on: in process, and a real memcached (a prefix each).
 fn caches() -> Vec<(&'static str, Cache)> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     vec![
         ("simple", Cache::builder().simple().build().unwrap()),
-        (
-            "memcached",
-            Cache::builder()
-                .memcached([memcached().addr()])
-                .key_prefix(format!("v{n}:"))
-                .build()
-                .unwrap(),
-        ),
+        ("memcached", on_memcached(format!("v{n}:"))),
     ]
 }
 
@@ -535,11 +538,7 @@ async fn the_lock_keeps_workers_from_all_rebuilding_an_expired_page() {
         let runs = Counted::default();
         let mut workers = Vec::new();
         for _ in 0..2 {
-            let cache = Cache::builder()
-                .memcached([memcached().addr()])
-                .key_prefix(prefix.clone())
-                .build()
-                .unwrap();
+            let cache = on_memcached(prefix.clone());
             let mut layer = ViewCacheLayer::new().cache(cache);
             if locked {
                 layer = layer.lock(Duration::from_secs(5));
@@ -590,11 +589,7 @@ async fn the_lock_keeps_workers_from_all_rebuilding_an_expired_page() {
 async fn a_cancelled_rebuild_releases_its_lock() {
     use tokio::io::AsyncWriteExt;
 
-    let cache = Cache::builder()
-        .memcached([memcached().addr()])
-        .key_prefix("lockdrop:")
-        .build()
-        .unwrap();
+    let cache = on_memcached("lockdrop:");
     let runs = Counted::default();
     let n = runs.clone();
     let app = Router::new()
@@ -653,13 +648,7 @@ async fn a_cancelled_rebuild_releases_its_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_is_dropped_in_every_process_at_once() {
     let prefix = "group:";
-    let worker = || {
-        Cache::builder()
-            .memcached([memcached().addr()])
-            .key_prefix(prefix)
-            .build()
-            .unwrap()
-    };
+    let worker = || on_memcached(prefix);
     let (a, b) = (worker(), worker());
     let runs = Counted::default();
     let http_a = start(ViewCacheLayer::new().cache(a.clone()).group("tasks"), &runs).await;
@@ -706,11 +695,7 @@ async fn a_cache_that_is_down_or_corrupt_still_serves_the_handler() {
     assert!(dead.stats().errors > 0);
 
     // Hostile bytes at the page's key are a miss, then replaced.
-    let cache = Cache::builder()
-        .memcached([memcached().addr()])
-        .key_prefix("corrupt:")
-        .build()
-        .unwrap();
+    let cache = on_memcached("corrupt:");
     memcached().raw_set("corrupt:view//", b"\xc1\xff\x00garbage");
     let runs = Counted::default();
     let http = start(ViewCacheLayer::new().cache(cache), &runs).await;
