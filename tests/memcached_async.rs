@@ -88,6 +88,87 @@ async fn futures_dropped_at_any_point_never_misdeliver_a_reply() {
     async_client::cancellation(&cache).await;
 }
 
+/// Concurrent reads of one key share one request on the wire (the server counts fewer `get`s
+/// than there were reads), and every one of them gets the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_of_one_key_share_a_request() {
+    const TASKS: usize = 256;
+    const READS: usize = 20;
+    let server = Memcached::start();
+    let cache = cache_on(&[&server], "shared:");
+    cache.aio().set("hot", &7u64, 0).await.unwrap();
+    let before = server.stats()["cmd_get"];
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move {
+                for _ in 0..READS {
+                    assert_eq!(cache.aio().get::<u64>("hot").await.unwrap(), Some(7));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let gets = (server.stats()["cmd_get"] - before) as usize;
+    println!("{} reads, {gets} gets on the server", TASKS * READS);
+    assert!(
+        gets < TASKS * READS,
+        "{gets} gets for {} reads",
+        TASKS * READS
+    );
+    assert_eq!(cache.stats().errors, 0);
+}
+
+/// A read that starts after a write finished sees that write, however many reads of the key
+/// are in flight to be shared: only reads not yet sent are joined. The writes come from
+/// another connection (another process, as far as the server can tell), so the order of one
+/// connection's replies does not decide it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_read_never_predates_a_finished_write() {
+    let server = Memcached::start();
+    let cache = cache_on(&[&server], "order:");
+    let writer = cache_on(&[&server], "order:");
+    writer.aio().set("n", &0u64, 0).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Readers that keep reads of the key queued and in flight all along.
+    let background: Vec<_> = (0..32)
+        .map(|_| {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    cache.aio().get::<u64>("n").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut stale = 0;
+    for n in 1..=300u64 {
+        writer.aio().set("n", &n, 0).await.unwrap();
+        let reads: Vec<_> = (0..4)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.aio().get::<u64>("n").await.unwrap() })
+            })
+            .collect();
+        for r in reads {
+            if r.await.unwrap() != Some(n) {
+                stale += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in background {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        stale, 0,
+        "reads that missed a write finished before they began"
+    );
+    assert_eq!(cache.stats().errors, 0);
+}
+
 static FAULTS: OnceLock<Cache> = OnceLock::new();
 
 #[memoize(cache = FAULTS.get().unwrap())]

@@ -108,7 +108,7 @@ impl Header {
 
 /// One response: header and body, the body held as its extras and key (inline, as short
 /// as they usually are) and its value (a buffer of its own, handed on as it is).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Response {
     pub(crate) header: Header,
     /// Extras then key.

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
 use super::batch::{backend_err, Batch};
@@ -27,7 +26,7 @@ use super::server::Server;
 use super::MemcachedBackend;
 use crate::backends::join_all;
 use crate::Error;
-use mux::{Mux, Replies};
+use mux::{Mux, Pending, Replies};
 
 /// The async connections of a memcached backend: one per server, made on first use.
 #[derive(Default)]
@@ -126,11 +125,7 @@ impl MemcachedBackend {
     }
 
     /// Writes one batch to its server's connection; the receiver of its replies.
-    async fn submit(
-        &self,
-        b: &Batch,
-        deadline: Instant,
-    ) -> Result<(Arc<Mux>, oneshot::Receiver<Replies>), ConnError> {
+    async fn submit(&self, b: &Batch, deadline: Instant) -> Result<(Arc<Mux>, Pending), ConnError> {
         let mux = self.mux(b.server, deadline).await?;
         let reqs = b.reqs.iter().map(|r| {
             (
@@ -140,8 +135,8 @@ impl MemcachedBackend {
                 r.value.as_slice(),
             )
         });
-        let rx = mux.submit(reqs, b.quiet).await?;
-        Ok((mux, rx))
+        let pending = mux.submit(reqs, b.quiet).await?;
+        Ok((mux, pending))
     }
 
     /// One batch's replies, within the deadline; a connection found closed under a batch
@@ -154,10 +149,9 @@ impl MemcachedBackend {
             // The connection the batch went out on, once it did.
             let mut sent_on: Option<Arc<Mux>> = None;
             let attempt = async {
-                let (mux, rx) = self.submit(b, deadline).await?;
+                let (mux, pending) = self.submit(b, deadline).await?;
                 sent_on = Some(mux);
-                rx.await
-                    .unwrap_or_else(|_| Err(ConnError::Stale(format!("{addr}: connection closed"))))
+                pending.wait().await
             };
             // One timer for connecting, writing and the replies.
             match timeout_at(deadline, attempt).await {

@@ -15,6 +15,14 @@
 //! step closes the connection and fails every batch on it. (The key a read echoes is compared
 //! by length and 64-bit digest, so a batch keeps no copy of its keys.)
 //!
+//! Shared reads: a quiet read (`GETKQ`) of a key that an earlier batch reads too, while that
+//! batch's bytes still wait in the outbox, is not sent again: the caller is handed a copy of
+//! that request's reply. Concurrent hits of one memoized function all read its version key,
+//! so under load most of them cost the server one request, not two. Only bytes not yet taken
+//! by a write are joined, so the shared request reaches the server after the joining call
+//! began, and sees every write (an invalidation) that finished before it; keys are compared
+//! whole, not by digest.
+//!
 //! Back-pressure: at most [`MAX_IN_FLIGHT`] batches are written and unanswered per
 //! connection; further callers wait for a permit (within their own deadline).
 //!
@@ -23,7 +31,7 @@
 //! nobody), so the connection stays in step for everyone else, and its permit is released
 //! when they arrive.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -60,19 +68,87 @@ fn key_digest(key: &[u8]) -> (usize, u64) {
 /// A batch's replies, one slot per request (quiet requests that got none stay `None`).
 pub(super) type Replies = Result<Slots, ConnError>;
 
+/// One request's reply, shared with a later batch that read the same key.
+type Shared1 = Result<Option<Response>, ConnError>;
+
+/// A later batch's request answered by one of this batch's: it gets a copy of that reply.
+struct Listener {
+    /// The request of this batch whose reply it shares.
+    slot: usize,
+    tx: oneshot::Sender<Shared1>,
+}
+
+/// A quiet read whose bytes still wait in the outbox: later reads of the same key join it.
+struct UnsentRead {
+    /// The batch (its `seq`) and its request.
+    seq: u64,
+    slot: usize,
+    /// Where its key lies in the outbox.
+    key_at: usize,
+    key_len: usize,
+}
+
+/// Where each request of a submitted batch gets its reply.
+enum Source {
+    /// Its own request: this slot of the batch's replies.
+    Own(usize),
+    /// A copy of an earlier batch's reply to the same read.
+    Joined(oneshot::Receiver<Shared1>),
+}
+
+/// A submitted batch: its replies once they are all in ([`Pending::wait`]).
+pub(super) struct Pending {
+    /// "{addr}: connection closed", the error when a reply never comes.
+    closed: Arc<str>,
+    own: Option<oneshot::Receiver<Replies>>,
+    sources: SmallVec<[Source; 2]>,
+}
+
+impl Pending {
+    /// Every request's reply, in the order of the batch. Cancellation-safe: dropping this
+    /// future only drops receivers.
+    pub(super) async fn wait(self) -> Replies {
+        let closed = || ConnError::Stale(self.closed.to_string());
+        let mut own = match self.own {
+            Some(rx) => rx.await.unwrap_or_else(|_| Err(closed()))?,
+            None => Slots::new(),
+        };
+        let mut out = Slots::with_capacity(self.sources.len());
+        for source in self.sources {
+            out.push(match source {
+                Source::Own(i) => own.get_mut(i).and_then(Option::take),
+                Source::Joined(rx) => rx.await.unwrap_or_else(|_| Err(closed()))?,
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// A batch written, awaiting its replies.
 struct Waiting {
+    /// Its place in the order batches are queued.
+    seq: u64,
     expects: SmallVec<[Expect; 4]>,
     quiet: bool,
     replies: Slots,
     /// The next request a reply may answer.
     next: usize,
     reply: Option<oneshot::Sender<Replies>>,
+    /// Later batches' reads of the same keys, answered with copies of these replies.
+    listeners: Vec<Listener>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Waiting {
     fn finish(mut self, r: Result<(), ConnError>) {
+        for l in self.listeners.drain(..) {
+            let copy = match &r {
+                Ok(()) => Ok(self.replies.get(l.slot).and_then(Option::clone)),
+                Err(e) => Err(clone_err(e)),
+            };
+            // A caller that stopped waiting gets nothing.
+            let _ = l.tx.send(copy);
+        }
         if let Some(tx) = self.reply.take() {
             let replies = std::mem::take(&mut self.replies);
             // A caller that stopped waiting gets nothing: its replies go nowhere else.
@@ -98,6 +174,18 @@ struct Shared {
 struct Writer {
     half: Option<OwnedWriteHalf>,
     outbox: Vec<u8>,
+    /// The quiet reads in the outbox, by their key's digest (the key itself is compared).
+    unsent: HashMap<u64, UnsentRead>,
+    /// The `seq` of the next batch queued.
+    next_seq: u64,
+}
+
+impl Writer {
+    /// The outbox, to write: its reads are no longer joined.
+    fn take_outbox(&mut self) -> Vec<u8> {
+        self.unsent.clear();
+        std::mem::take(&mut self.outbox)
+    }
 }
 
 impl Shared {
@@ -111,6 +199,8 @@ impl Shared {
         if !buf.is_empty() {
             buf.extend_from_slice(&w.outbox);
             w.outbox = buf;
+            // The reads queued meanwhile moved in the outbox: no longer joined.
+            w.unsent.clear();
         } else if w.outbox.is_empty() {
             w.outbox = buf;
         }
@@ -156,6 +246,8 @@ fn clone_err(e: &ConnError) -> ConnError {
 /// A handle to one multiplexed connection.
 pub(super) struct Mux {
     addr: String,
+    /// "{addr}: connection closed", shared by every [`Pending`].
+    closed: Arc<str>,
     permits: Arc<Semaphore>,
     next_opaque: AtomicU32,
     shared: Arc<Shared>,
@@ -182,6 +274,8 @@ impl Mux {
             writer: Mutex::new(Writer {
                 half: Some(wr),
                 outbox: Vec::new(),
+                unsent: HashMap::new(),
+                next_seq: 0,
             }),
             dead: AtomicBool::new(false),
             write_wanted: Notify::new(),
@@ -196,6 +290,7 @@ impl Mux {
             .extend([reader.abort_handle(), batcher.abort_handle()]);
         Ok(Mux {
             addr: addr.to_owned(),
+            closed: format!("{addr}: connection closed").into(),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             next_opaque: AtomicU32::new(1),
             shared,
@@ -214,44 +309,30 @@ impl Mux {
     }
 
     /// Queues `reqs` (opcode, extras, key, value) as one batch, quiet ones closed by a
-    /// `NOOP`; the receiver of their replies. Cancellation-safe (see the module docs).
+    /// `NOOP`; quiet reads of keys an unsent earlier batch reads share its replies. What waits
+    /// for the replies. Cancellation-safe (see the module docs).
     pub(super) async fn submit<'r>(
         &self,
-        reqs: impl ExactSizeIterator<Item = (u8, &'r [u8], &'r [u8], &'r [u8])> + Clone,
+        reqs: impl ExactSizeIterator<Item = (u8, &'r [u8], &'r [u8], &'r [u8])>,
         quiet: bool,
-    ) -> Result<oneshot::Receiver<Replies>, ConnError> {
+    ) -> Result<Pending, ConnError> {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| ConnError::Io(format!("{}: connection closed", self.addr)))?;
-        // Opaques drawn once, here: the bytes encoded below take them from `expects`.
-        let mut expects: SmallVec<[Expect; 4]> = reqs
-            .clone()
-            .map(|(opcode, _, key, _)| Expect {
-                opcode,
-                opaque: self.opaque(),
-                key: key_digest(key),
-            })
-            .collect();
-        if quiet {
-            expects.push(Expect {
-                opcode: op::NOOP,
-                opaque: self.opaque(),
-                key: (0, 0),
-            });
-        }
+        let mut sources: SmallVec<[Source; 2]> = SmallVec::with_capacity(reqs.len());
+        let mut expects: SmallVec<[Expect; 4]> = SmallVec::new();
         let (tx, rx) = oneshot::channel();
-        let closed = || ConnError::Stale(format!("{}: connection closed", self.addr));
-        let (half, buf) = {
+        let (half, buf, pending) = {
             let mut w = self
                 .shared
                 .writer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let w = &mut *w;
             // Waiting before its bytes can leave: the reader may see the reply at once.
-            let n = expects.len() - usize::from(quiet);
             let mut waiting = self
                 .shared
                 .waiting
@@ -259,36 +340,82 @@ impl Mux {
                 .unwrap_or_else(PoisonError::into_inner);
             // Checked under the lock `kill` takes: a closed connection takes no new batch.
             if self.is_dead() {
-                return Err(closed());
+                return Err(ConnError::Stale(self.closed.to_string()));
             }
-            // Encoded straight into the outbox, in the order of `waiting`.
-            for ((opcode, extras, key, value), e) in reqs.zip(&expects) {
+            let seq = w.next_seq;
+            for (opcode, extras, key, value) in reqs {
+                let shareable = quiet && opcode == op::GETKQ;
+                let digest = key_digest(key);
+                if shareable {
+                    if let Some(joined) = join(&w.unsent, &w.outbox, &mut waiting, digest.1, key) {
+                        sources.push(Source::Joined(joined));
+                        continue;
+                    }
+                }
+                let e = Expect {
+                    opcode,
+                    opaque: self.opaque(),
+                    key: digest,
+                };
+                if shareable {
+                    w.unsent.entry(digest.1).or_insert(UnsentRead {
+                        seq,
+                        slot: expects.len(),
+                        key_at: w.outbox.len() + protocol::HEADER + extras.len(),
+                        key_len: key.len(),
+                    });
+                }
+                // Encoded straight into the outbox, in the order of `waiting`.
                 protocol::request(&mut w.outbox, opcode, e.opaque, extras, key, value);
+                sources.push(Source::Own(expects.len()));
+                expects.push(e);
             }
-            if let Some(noop) = expects.last().filter(|_| quiet) {
+            // Every request shares an earlier one's reply: nothing to send.
+            if expects.is_empty() {
+                return Ok(Pending {
+                    closed: self.closed.clone(),
+                    own: None,
+                    sources,
+                });
+            }
+            let n = expects.len();
+            if quiet {
+                let noop = Expect {
+                    opcode: op::NOOP,
+                    opaque: self.opaque(),
+                    key: (0, 0),
+                };
                 protocol::request(&mut w.outbox, op::NOOP, noop.opaque, &[], &[], &[]);
+                expects.push(noop);
             }
+            w.next_seq += 1;
             // Replies are due on this connection: this batch's bytes can wait for the others
             // this worker is about to queue, and leave with them in one write.
             let busy = !waiting.is_empty();
             waiting.push_back(Waiting {
+                seq,
                 expects,
                 quiet,
                 replies: (0..n).map(|_| None).collect(),
                 next: 0,
                 reply: Some(tx),
+                listeners: Vec::new(),
                 _permit: permit,
             });
             drop(waiting);
+            let pending = Pending {
+                closed: self.closed.clone(),
+                own: Some(rx),
+                sources,
+            };
             if busy {
-                drop(w);
                 self.shared.write_wanted.notify_one();
-                return Ok(rx);
+                return Ok(pending);
             }
             match w.half.take() {
                 // Someone is writing: they write these bytes too.
-                None => return Ok(rx),
-                Some(half) => (half, std::mem::take(&mut w.outbox)),
+                None => return Ok(pending),
+                Some(half) => (half, w.take_outbox(), pending),
             }
         };
         // This caller writes once, without awaiting (so dropping its future cannot cut a
@@ -300,17 +427,45 @@ impl Mux {
             Err(e) => {
                 self.shared
                     .kill(&ConnError::Io(format!("write {}: {e}", self.addr)));
-                return Ok(rx);
+                return Ok(pending);
             }
         };
         self.shared.settle(half, buf, written);
-        Ok(rx)
+        Ok(pending)
     }
 
     fn opaque(&self) -> u32 {
         // Never 0: a fresh connection's first opaque is 1, as the sync client's.
         self.next_opaque.fetch_add(1, Ordering::Relaxed).max(1)
     }
+}
+
+/// Joins the unsent quiet read of `key` (its digest `digest`), if the outbox holds one: the
+/// receiver of a copy of its reply.
+fn join(
+    unsent: &HashMap<u64, UnsentRead>,
+    outbox: &[u8],
+    waiting: &mut VecDeque<Waiting>,
+    digest: u64,
+    key: &[u8],
+) -> Option<oneshot::Receiver<Shared1>> {
+    let read = unsent.get(&digest)?;
+    if outbox.get(read.key_at..read.key_at + read.key_len) != Some(key) {
+        return None;
+    }
+    // Unsent, so still waiting. Batches wait in `seq` order, one after another (only the
+    // oldest leaves), so its place follows from the oldest's.
+    let first = waiting.front()?.seq;
+    let batch = waiting.get_mut(usize::try_from(read.seq.checked_sub(first)?).ok()?)?;
+    if batch.seq != read.seq {
+        return None;
+    }
+    let (tx, rx) = oneshot::channel();
+    batch.listeners.push(Listener {
+        slot: read.slot,
+        tx,
+    });
+    Some(rx)
 }
 
 /// The batching writer of a busy connection: woken when bytes wait, it first lets every
@@ -330,7 +485,7 @@ async fn batch_writes(addr: String, s: Arc<Shared>) {
                 continue;
             }
             let Some(half) = w.half.take() else { continue };
-            let buf = std::mem::take(&mut w.outbox);
+            let buf = w.take_outbox();
             (half, buf)
         };
         if let Err(e) = half.write_all(&buf).await {
