@@ -154,16 +154,12 @@ fn bench(c: &mut Criterion) {
 /// 1 is that much more throughput).
 fn summary() {
     for threads in [1, 2] {
-        let group = format!("hit_{threads}_thread");
-        let Some(base) = report::mean_ns(&group, "cached_crate") else {
-            continue;
-        };
-        println!("\n{group}: ns per hit per thread, and ratio to the cached crate");
-        for name in NAMES {
-            if let Some(ns) = report::mean_ns(&group, name) {
-                println!("  {name:<26} {ns:>8.1} ns  {:>5.2}x", ns / base);
-            }
-        }
+        report::print_ratios(
+            &format!("hit_{threads}_thread"),
+            &NAMES,
+            "cached_crate",
+            "ns per hit per thread, and ratio to the cached crate",
+        );
     }
 }
 

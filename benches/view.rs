@@ -76,15 +76,12 @@ fn bench(c: &mut Criterion) {
 
 /// Prints every figure of this run as a ratio to the static handler's.
 fn summary() {
-    let Some(base) = report::mean_ns(GROUP, "static") else {
-        return;
-    };
-    println!("\n{GROUP}: ns per request, and ratio to the static handler");
-    for name in NAMES {
-        if let Some(ns) = report::mean_ns(GROUP, name) {
-            println!("  {name:<18} {ns:>8.1} ns  {:>5.2}x", ns / base);
-        }
-    }
+    report::print_ratios(
+        GROUP,
+        &NAMES,
+        "static",
+        "ns per request, and ratio to the static handler",
+    );
 }
 
 fn main() {

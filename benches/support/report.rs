@@ -32,3 +32,19 @@ pub(crate) fn mean_ns(group: &str, id: &str) -> Option<f64> {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     json["mean"]["point_estimate"].as_f64()
 }
+
+/// Prints each of `names` measured in `group` as its mean time and its ratio to `base`'s,
+/// under `heading` (nothing if `base` was not measured in this run).
+// Each bench compiles this module on its own, and not every one prints ratios to one base.
+#[allow(dead_code)]
+pub(crate) fn print_ratios(group: &str, names: &[&str], base: &str, heading: &str) {
+    let Some(base) = mean_ns(group, base) else {
+        return;
+    };
+    println!("\n{group}: {heading}");
+    for name in names {
+        if let Some(ns) = mean_ns(group, name) {
+            println!("  {name:<26} {ns:>8.1} ns  {:>5.2}x", ns / base);
+        }
+    }
+}
