@@ -214,16 +214,29 @@ fn lookup<T>(cache: &Cache, key: &Key<'_>, forced: bool) -> Lookup<T>
 where
     T: DeserializeOwned + Clone + 'static,
 {
-    let version_key = key.version_key();
-    let text = key.text();
+    read_sync(cache, key.version_key(), &key.text(), forced)
+}
+
+/// One read of `text` (with the version at `version_key`, in the same backend request)
+/// through the sync backend; `forced`: the version only (the call recomputes). The view
+/// cache's hit path on in-process backends reads with it too.
+pub(crate) fn read_sync<T>(
+    cache: &Cache,
+    version_key: Option<&str>,
+    text: &str,
+    forced: bool,
+) -> Lookup<T>
+where
+    T: DeserializeOwned + Clone + 'static,
+{
     let backend = cache.backend();
     let read = match (version_key, forced) {
-        (Some(vk), false) => backend.get_pair(vk, &text),
+        (Some(vk), false) => backend.get_pair(vk, text),
         (Some(vk), true) => backend.get(vk).map(|v| (v, None)),
-        (None, false) => backend.get(&text).map(|v| (None, v)),
+        (None, false) => backend.get(text).map(|v| (None, v)),
         (None, true) => Ok((None, None)),
     };
-    judge(cache, version_key, &text, read)
+    judge(cache, version_key, text, read)
 }
 
 /// What one read of (version, value) means: a hit when the value carries the version read
@@ -253,21 +266,6 @@ where
         }
     }
     miss(cache, &text, version)
-}
-
-/// One read of `text` (with the version at `version_key`, in the same round trip) through
-/// the sync backend: for in-process backends, what the view cache's hit path reads.
-#[cfg(feature = "tower")]
-pub(crate) fn read_in_process<T>(cache: &Cache, version_key: Option<&str>, text: &str) -> Lookup<T>
-where
-    T: DeserializeOwned + Clone + 'static,
-{
-    let backend = cache.backend();
-    let read = match version_key {
-        Some(vk) => backend.get_pair(vk, text),
-        None => backend.get(text).map(|v| (None, v)),
-    };
-    judge(cache, version_key, text, read)
 }
 
 pub(crate) fn fresh_version() -> u64 {

@@ -18,7 +18,7 @@ use super::policy::{
 use super::stored::{unix_now, Headers, StoredView};
 use super::Config;
 use crate::flight::{Flights, Join, Leader};
-use crate::memo::{fresh_version, read_async, read_in_process, store_async, version_async, Lookup};
+use crate::memo::{fresh_version, read_async, read_sync, store_async, version_async, Lookup};
 use crate::stats::Counter;
 use crate::{BoxFuture, Cache, Timeout};
 
@@ -135,7 +135,7 @@ fn look(config: &Config, parts: &http::request::Parts) -> Look {
     let cache = config.cache();
     let read = cache
         .is_in_process()
-        .then(|| read_in_process::<StoredView>(cache, config.version_key.as_deref(), &key));
+        .then(|| read_sync::<StoredView>(cache, config.version_key.as_deref(), &key, false));
     Look::Read { key, read }
 }
 

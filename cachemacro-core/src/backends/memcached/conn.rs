@@ -17,7 +17,7 @@ use super::protocol::{self, op, status, ReadBuf, Response};
 use super::Options;
 
 /// How a connection failed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum ConnError {
     /// Network or protocol trouble: the server counts as failing.
     Io(String),

@@ -137,9 +137,8 @@ impl MemcachedBackend {
         let extras = protocol::store_extras(ttl).to_vec();
         let reqs = items
             .into_iter()
-            .map(|(k, value)| req(op::SETQ, extras.clone(), k, value))
-            .collect::<Vec<_>>();
-        let (mut batches, _) = self.plan(reqs.into_iter(), true)?;
+            .map(|(k, value)| req(op::SETQ, extras.clone(), k, value));
+        let (mut batches, _) = self.plan(reqs, true)?;
         io.exchange(self, &mut batches).await?;
         for b in &batches {
             if let Some(r) = b.replies.iter().flatten().next() {

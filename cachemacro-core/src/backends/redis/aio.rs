@@ -200,12 +200,6 @@ impl RedisBackend {
 
     async fn exec_once(&self, units: &[Unit]) -> Result<Vec<Vec<r::Value>>, Error> {
         let deadline = Instant::now() + self.opts.io_timeout;
-        // One command to a standalone server (a memoized hit's MGET): nothing to group.
-        if let (Router::Single(node), [Unit { cmds, .. }]) = (&self.router, units) {
-            if let [cmd] = cmds.as_slice() {
-                return Ok(vec![node.run_async(self, &[cmd], deadline).await?]);
-            }
-        }
         if let Router::Cluster(c) = &self.router {
             if c.is_empty() {
                 self.refresh_async(true).await;

@@ -69,13 +69,13 @@ fn key_digest(key: &[u8]) -> (usize, u64) {
 pub(super) type Replies = Result<Slots, ConnError>;
 
 /// One request's reply, shared with a later batch that read the same key.
-type Shared1 = Result<Option<Response>, ConnError>;
+type OneReply = Result<Option<Response>, ConnError>;
 
 /// A later batch's request answered by one of this batch's: it gets a copy of that reply.
 struct Listener {
     /// The request of this batch whose reply it shares.
     slot: usize,
-    tx: oneshot::Sender<Shared1>,
+    tx: oneshot::Sender<OneReply>,
 }
 
 /// A quiet read whose bytes still wait in the outbox: later reads of the same key join it.
@@ -83,9 +83,8 @@ struct UnsentRead {
     /// The batch (its `seq`) and its request.
     seq: u64,
     slot: usize,
-    /// Where its key lies in the outbox.
+    /// Where its key lies in the outbox (its length is the digest's).
     key_at: usize,
-    key_len: usize,
 }
 
 /// Where each request of a submitted batch gets its reply.
@@ -93,7 +92,7 @@ enum Source {
     /// Its own request: this slot of the batch's replies.
     Own(usize),
     /// A copy of an earlier batch's reply to the same read.
-    Joined(oneshot::Receiver<Shared1>),
+    Joined(oneshot::Receiver<OneReply>),
 }
 
 /// A submitted batch: its replies once they are all in ([`Pending::wait`]).
@@ -144,7 +143,7 @@ impl Waiting {
         for l in self.listeners.drain(..) {
             let copy = match &r {
                 Ok(()) => Ok(self.replies.get(l.slot).and_then(Option::clone)),
-                Err(e) => Err(clone_err(e)),
+                Err(e) => Err(e.clone()),
             };
             // A caller that stopped waiting gets nothing.
             let _ = l.tx.send(copy);
@@ -174,8 +173,9 @@ struct Shared {
 struct Writer {
     half: Option<OwnedWriteHalf>,
     outbox: Vec<u8>,
-    /// The quiet reads in the outbox, by their key's digest (the key itself is compared).
-    unsent: HashMap<u64, UnsentRead>,
+    /// The quiet reads in the outbox, by their key's length and digest (the key itself is
+    /// compared too).
+    unsent: HashMap<(usize, u64), UnsentRead>,
     /// The `seq` of the next batch queued.
     next_seq: u64,
 }
@@ -229,17 +229,8 @@ impl Shared {
         let waiting =
             std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
         for w in waiting {
-            w.finish(Err(clone_err(why)));
+            w.finish(Err(why.clone()));
         }
-    }
-}
-
-fn clone_err(e: &ConnError) -> ConnError {
-    match e {
-        ConnError::Io(m) => ConnError::Io(m.clone()),
-        ConnError::Stale(m) => ConnError::Stale(m.clone()),
-        ConnError::Auth(m) => ConnError::Auth(m.clone()),
-        ConnError::Refused(m) => ConnError::Refused(m.clone()),
     }
 }
 
@@ -347,7 +338,7 @@ impl Mux {
                 let shareable = quiet && opcode == op::GETKQ;
                 let digest = key_digest(key);
                 if shareable {
-                    if let Some(joined) = join(&w.unsent, &w.outbox, &mut waiting, digest.1, key) {
+                    if let Some(joined) = join(&w.unsent, &w.outbox, &mut waiting, digest, key) {
                         sources.push(Source::Joined(joined));
                         continue;
                     }
@@ -358,11 +349,10 @@ impl Mux {
                     key: digest,
                 };
                 if shareable {
-                    w.unsent.entry(digest.1).or_insert(UnsentRead {
+                    w.unsent.entry(digest).or_insert(UnsentRead {
                         seq,
                         slot: expects.len(),
                         key_at: w.outbox.len() + protocol::HEADER + extras.len(),
-                        key_len: key.len(),
                     });
                 }
                 // Encoded straight into the outbox, in the order of `waiting`.
@@ -440,17 +430,17 @@ impl Mux {
     }
 }
 
-/// Joins the unsent quiet read of `key` (its digest `digest`), if the outbox holds one: the
-/// receiver of a copy of its reply.
+/// Joins the unsent quiet read of `key` (`digest`: its length and digest), if the outbox
+/// holds one: the receiver of a copy of its reply.
 fn join(
-    unsent: &HashMap<u64, UnsentRead>,
+    unsent: &HashMap<(usize, u64), UnsentRead>,
     outbox: &[u8],
     waiting: &mut VecDeque<Waiting>,
-    digest: u64,
+    digest: (usize, u64),
     key: &[u8],
-) -> Option<oneshot::Receiver<Shared1>> {
+) -> Option<oneshot::Receiver<OneReply>> {
     let read = unsent.get(&digest)?;
-    if outbox.get(read.key_at..read.key_at + read.key_len) != Some(key) {
+    if outbox.get(read.key_at..read.key_at + key.len()) != Some(key) {
         return None;
     }
     // Unsent, so still waiting. Batches wait in `seq` order, one after another (only the
